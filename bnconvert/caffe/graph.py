@@ -1,0 +1,361 @@
+"""The inference graph of a Caffe net.
+
+``build_graph`` applies Caffe's phase/stage/level rules, turns the input declarations into
+input blobs, drops loss/accuracy/silence layers (and inputs only they used), renames in-place
+tops so that every blob version is assigned once, and runs shape inference.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import GraphError, ParseError, ShapeError
+from .io import check_shape, pb2, read_caffemodel, read_prototxt
+from .upgrade import upgrade_net
+
+INPUT_TYPES = ("Input", "Data", "ImageData", "HDF5Data", "MemoryData", "DummyData", "WindowData",
+               "AnnotatedData", "VideoData")
+DROPPED_TYPES = ("Accuracy", "Silence", "HDF5Output")
+
+
+def is_loss_type(t):
+    return t.endswith("Loss") or t in DROPPED_TYPES
+
+
+@dataclass
+class Layer:
+    """One layer of the inference graph. ``bottoms``/``tops`` are blob version ids."""
+
+    name: str
+    type: str
+    param: object  # caffe_pb2.LayerParameter
+    bottoms: list
+    tops: list
+    index: int = 0
+    blobs: list = field(default_factory=list)  # numpy arrays, once weights are attached
+    top_shapes: list = field(default_factory=list)
+
+    def __repr__(self):
+        return f"Layer({self.name!r}, {self.type!r}, {self.bottoms} -> {self.tops})"
+
+
+@dataclass
+class Net:
+    name: str
+    path: str | None
+    phase: str
+    layers: list
+    inputs: list  # blob ids of the net inputs, in declaration order
+    outputs: list  # blob ids of the net outputs
+    shapes: dict  # blob id -> tuple (None if unknown)
+    caffe_name: dict  # blob id -> Caffe blob name
+    producer: dict  # blob id -> Layer
+    consumers: dict  # blob id -> [Layer]
+    dropped: list  # (layer name, type, reason)
+    transforms: dict  # input blob -> dict of transform_param values
+    param: object  # the upgraded NetParameter (all phases)
+    upgrades: dict
+    warnings: list = field(default_factory=list)
+    unused_weights: list = field(default_factory=list)  # (layer, type, reason)
+    weights_path: str | None = None
+
+    def layer(self, name):
+        for L in self.layers:
+            if L.name == name:
+                return L
+        raise KeyError(name)
+
+    def final_blob(self, caffe_name):
+        """The id of the last version of a Caffe blob (what Caffe shows after the forward pass)."""
+        last = None
+        for bid, cname in self.caffe_name.items():
+            if cname == caffe_name:
+                last = bid
+        if last is None:
+            raise KeyError(caffe_name)
+        return last
+
+    def final_versions(self):
+        out = {}
+        for bid, cname in self.caffe_name.items():
+            out[cname] = bid
+        return out
+
+    def warn(self, msg):
+        self.warnings.append(msg)
+
+
+# --- phase and stage rules -------------------------------------------------------------
+
+
+def rule_met(rule, phase, level, stages):
+    if rule.HasField("phase") and pb2().Phase.Name(rule.phase) != phase:
+        return False
+    if rule.HasField("min_level") and level < rule.min_level:
+        return False
+    if rule.HasField("max_level") and level > rule.max_level:
+        return False
+    if any(s not in stages for s in rule.stage):
+        return False
+    if any(s in stages for s in rule.not_stage):
+        return False
+    return True
+
+
+def layer_included(layer, phase, level, stages):
+    """Caffe's StateMeetsRule: include rules (any met), else exclude rules (none met)."""
+    if layer.include:
+        return any(rule_met(r, phase, level, stages) for r in layer.include)
+    return not any(rule_met(r, phase, level, stages) for r in layer.exclude)
+
+
+# --- inputs ----------------------------------------------------------------------------
+
+
+def _data_shape(lp, top_index):
+    """The shape a data layer's top would have, where the prototxt alone determines it."""
+    t = lp.type
+    if t == "Input":
+        shapes = lp.input_param.shape
+        if not shapes:
+            return None
+        s = shapes[0] if len(shapes) == 1 else (shapes[top_index] if top_index < len(shapes) else None)
+        return tuple(int(d) for d in s.dim) if s is not None else None
+    if t == "DummyData":
+        p = lp.dummy_data_param
+        if p.shape:
+            s = p.shape[0] if len(p.shape) == 1 else p.shape[top_index]
+            return tuple(int(d) for d in s.dim)
+        if p.num:
+            i = 0 if len(p.num) == 1 else top_index
+            return (p.num[i], p.channels[i], p.height[i], p.width[i])
+        return None
+    if t == "MemoryData":
+        p = lp.memory_data_param
+        return (p.batch_size, p.channels, p.height, p.width) if top_index == 0 else (p.batch_size,)
+    if t == "ImageData":
+        p, tp = lp.image_data_param, lp.transform_param
+        c = 3 if p.is_color else 1
+        if top_index == 1:
+            return (p.batch_size,)
+        if tp.crop_size:
+            return (p.batch_size, c, tp.crop_size, tp.crop_size)
+        if p.new_height and p.new_width:
+            return (p.batch_size, c, p.new_height, p.new_width)
+        return None
+    if t == "Data" and top_index == 1:
+        return (lp.data_param.batch_size,)
+    if t == "HDF5Data" and top_index > 0:
+        return None
+    return None
+
+
+def _transform_dict(lp):
+    if not lp.HasField("transform_param"):
+        return None
+    tp = lp.transform_param
+    return {
+        "scale": tp.scale, "mirror": tp.mirror, "crop_size": tp.crop_size,
+        "mean_file": tp.mean_file or None, "mean_value": list(tp.mean_value),
+        "force_color": tp.force_color, "force_gray": tp.force_gray,
+    }
+
+
+# --- graph building --------------------------------------------------------------------
+
+
+def build_graph(net_param, *, phase="TEST", level=0, stages=(), input_shapes=None, outputs=None,
+                path=None, upgrades=None):
+    """Build the inference graph of an (already upgraded) ``NetParameter``.
+
+    Args:
+        net_param: the NetParameter, upgraded to V2 form by :func:`upgrade_net`.
+        phase: "TEST" (default) or "TRAIN".
+        level, stages: Caffe's NetState level and stages (the net's own ``state`` adds to them).
+        input_shapes: dict blob name -> N,C,H,W shape; overrides declared shapes and gives
+            Data layers their shape. A single shape under key ``None`` applies to the only input.
+        outputs: blob names to use as outputs instead of the unconsumed blobs.
+        path: the prototxt path, for messages.
+    """
+    phase = phase.upper()
+    if phase not in ("TEST", "TRAIN"):
+        raise ParseError(f"phase must be TEST or TRAIN. Received: {phase!r}", file=path)
+    if net_param.layers:
+        raise ParseError("internal: build_graph needs an upgraded net", file=path)
+    stages = set(stages) | set(net_param.state.stage)
+    if net_param.state.HasField("level") and not level:
+        level = net_param.state.level
+    input_shapes = dict(input_shapes or {})
+
+    dropped, kept = [], []
+    for lp in net_param.layer:
+        if not layer_included(lp, phase, level, stages):
+            continue
+        if is_loss_type(lp.type):
+            dropped.append((lp.name, lp.type, "loss/accuracy/silence layer is not part of inference"))
+            continue
+        kept.append(lp)
+
+    # Names must be unique among the included layers.
+    seen = {}
+    for lp in kept:
+        if lp.name in seen:
+            raise GraphError(f"two layers are named '{lp.name}' in phase {phase}", file=path, layer=lp.name,
+                             layer_type=lp.type, hint="give every layer a unique name")
+        seen[lp.name] = lp
+
+    # Inputs consumed only by dropped layers (labels) are dropped too.
+    all_included = [lp for lp in net_param.layer if layer_included(lp, phase, level, stages)]
+    consumed_by_kept = {b for lp in kept for b in lp.bottom}
+    n_unnamed = sum(1 for lp in kept if lp.type in INPUT_TYPES for _ in lp.top)
+    single_shape = input_shapes.pop(None, None)
+
+    version, caffe_name, producer, consumers, shapes = {}, {}, {}, {}, {}
+    later_producers = {}
+    for lp in all_included:
+        for t in lp.top:
+            later_producers.setdefault(t, lp.name)
+    layers, inputs, transforms = [], [], {}
+    for idx, lp in enumerate(kept):
+        if lp.type in INPUT_TYPES:
+            tops = []
+            for ti, t in enumerate(lp.top):
+                if t not in consumed_by_kept and any(t in d.bottom for d in all_included if is_loss_type(d.type)):
+                    dropped.append((f"{lp.name}:{t}", lp.type, "input used only by dropped loss/accuracy layers"))
+                    continue
+                if t in version:
+                    raise GraphError(f"top blob '{t}' is produced by more than one layer", file=path,
+                                     layer=lp.name, layer_type=lp.type)
+                shape = input_shapes.pop(t, None)
+                if shape is None and single_shape is not None and n_unnamed == 1:
+                    shape = single_shape
+                    single_shape = None
+                if shape is None:
+                    shape = _data_shape(lp, ti)
+                if shape is None:
+                    raise ShapeError(f"the shape of input blob '{t}' is not declared", file=path, layer=lp.name,
+                                     layer_type=lp.type,
+                                     hint=f"pass --input-shape {t}=N,C,H,W (or input_shapes={{'{t}': (N, C, H, W)}})")
+                shape = tuple(int(d) for d in shape)
+                if not shape or any(d <= 0 for d in shape):
+                    raise ShapeError(f"input blob '{t}' has an invalid shape {shape}", file=path, layer=lp.name,
+                                     layer_type=lp.type, hint="every dimension must be positive")
+                check_shape(shape, f"input blob '{t}'", file=path, layer=lp.name, layer_type=lp.type)
+                version[t] = t
+                caffe_name[t] = t
+                shapes[t] = shape
+                tops.append(t)
+                inputs.append(t)
+                tr = _transform_dict(lp)
+                if tr and ti == 0:
+                    transforms[t] = tr
+            L = Layer(lp.name, lp.type, lp, [], tops, index=len(layers))
+            L.top_shapes = [shapes[t] for t in tops]
+            for t in tops:
+                producer[t] = L
+            layers.append(L)
+            continue
+
+        bottoms = []
+        for b in lp.bottom:
+            if b not in version:
+                if b in later_producers and later_producers[b] != lp.name:
+                    raise GraphError(f"bottom blob '{b}' is produced only by layer '{later_producers[b]}', "
+                                     f"which comes later (a cycle or a wrong layer order)", file=path,
+                                     layer=lp.name, layer_type=lp.type)
+                raise GraphError(f"bottom blob '{b}' is not produced by any layer in phase {phase}", file=path,
+                                 layer=lp.name, layer_type=lp.type,
+                                 hint="check the blob name, or the include/exclude rules of its producer")
+            bottoms.append(version[b])
+        if len(set(lp.top)) != len(lp.top):
+            raise GraphError("the layer lists the same top twice", file=path, layer=lp.name, layer_type=lp.type)
+        tops = []
+        for ti, t in enumerate(lp.top):
+            if t in version:
+                if ti < len(lp.bottom) and lp.bottom[ti] == t:
+                    n = sum(1 for v in caffe_name.values() if v == t)
+                    bid = f"{t}#{n}"
+                else:
+                    other = producer[version[t]].name
+                    raise GraphError(f"top blob '{t}' is also produced by layer '{other}' "
+                                     f"(only an in-place layer, top == bottom at the same position, may reuse it)",
+                                     file=path, layer=lp.name, layer_type=lp.type)
+            else:
+                bid = t
+            tops.append(bid)
+        L = Layer(lp.name, lp.type, lp, bottoms, tops, index=len(layers))
+        for b in bottoms:
+            consumers.setdefault(b, []).append(L)
+        for t, bid in zip(lp.top, tops):
+            version[t] = bid
+            caffe_name[bid] = t
+            producer[bid] = L
+        layers.append(L)
+
+    if input_shapes:
+        raise ShapeError(f"--input-shape names blob(s) {sorted(input_shapes)} that are not net inputs; "
+                         f"the inputs are {inputs}", file=path)
+
+    if outputs:
+        outs = []
+        for o in outputs:
+            if o not in version:
+                raise GraphError(f"requested output blob '{o}' does not exist in phase {phase}", file=path)
+            outs.append(version[o])
+    else:
+        unconsumed = [bid for bid in caffe_name if bid not in consumers]
+        # Caffe keeps its remaining blobs in a std::set, so its outputs come in name order.
+        outs = sorted(unconsumed, key=lambda b: caffe_name[b].encode("utf-8"))
+
+    net = Net(name=net_param.name, path=str(path) if path else None, phase=phase, layers=layers, inputs=inputs,
+              outputs=outs, shapes=shapes, caffe_name=caffe_name, producer=producer, consumers=consumers,
+              dropped=dropped, transforms=transforms, param=net_param, upgrades=upgrades or {})
+    if outputs:
+        prune_to_outputs(net)
+    from .shapes import infer_shapes
+
+    infer_shapes(net)
+    return net
+
+
+def prune_to_outputs(net):
+    """Keep only the layers the outputs depend on."""
+    needed = set(net.outputs)
+    keep = []
+    for L in reversed(net.layers):
+        if any(t in needed for t in L.tops) or L.type in INPUT_TYPES:
+            keep.append(L)
+            needed.update(L.bottoms)
+    keep.reverse()
+    net.layers = keep
+    kept_ids = {id(L) for L in keep}
+    for b in list(net.consumers):
+        net.consumers[b] = [c for c in net.consumers[b] if id(c) in kept_ids]
+        if not net.consumers[b]:
+            del net.consumers[b]
+    live = {t for L in keep for t in L.tops}
+    for b in list(net.caffe_name):
+        if b not in live:
+            del net.caffe_name[b]
+            net.producer.pop(b, None)
+    for i, L in enumerate(keep):
+        L.index = i
+
+
+def parse_net(prototxt):
+    """Read and upgrade a prototxt. Returns (NetParameter, upgrades dict)."""
+    net_param = read_prototxt(prototxt)
+    upgrades = upgrade_net(net_param, prototxt)
+    return net_param, upgrades
+
+
+def load_net(prototxt, caffemodel=None, *, phase="TEST", input_shapes=None, outputs=None, stages=(), level=0,
+             allow_missing_weights=False):
+    """Read a prototxt (and optionally its caffemodel) into an inference :class:`Net`."""
+    net_param, upgrades = parse_net(prototxt)
+    net = build_graph(net_param, phase=phase, level=level, stages=stages, input_shapes=input_shapes,
+                      outputs=outputs, path=prototxt, upgrades=upgrades)
+    if caffemodel is not None:
+        from .weights import attach_weights
+
+        attach_weights(net, read_caffemodel(caffemodel), caffemodel, allow_missing=allow_missing_weights)
+    return net

@@ -1,0 +1,459 @@
+"""Shape inference, computed exactly as Caffe computes it.
+
+Each rule takes a layer and its bottom shapes and returns (top shapes, weight blob shapes).
+Layer types without a rule get unknown (None) shapes, which propagate downstream.
+"""
+from __future__ import annotations
+
+import math
+
+from ..errors import ShapeError
+from .io import check_shape
+
+RULES = {}
+
+
+def rule(*types):
+    def deco(fn):
+        for t in types:
+            if t in RULES:
+                raise ValueError(f"shape rule for {t!r} registered twice")
+            RULES[t] = fn
+        return fn
+
+    return deco
+
+
+class _Err:
+    def __init__(self, layer, path):
+        self.layer, self.path = layer, path
+
+    def __call__(self, msg, hint=None):
+        return ShapeError(msg, file=self.path, layer=self.layer.name, layer_type=self.layer.type, hint=hint)
+
+
+def _pair(values, h_field, w_field, p, default, name, err):
+    """Caffe's (value | value_h/value_w) convention for 2-d spatial parameters."""
+    if p.HasField(h_field) or p.HasField(w_field):
+        if len(values):
+            raise err(f"give either {name} or {name}_h/{name}_w, not both")
+        return int(getattr(p, h_field)), int(getattr(p, w_field))
+    vals = list(values)
+    if not vals:
+        return default, default
+    if len(vals) == 1:
+        return int(vals[0]), int(vals[0])
+    if len(vals) == 2:
+        return int(vals[0]), int(vals[1])
+    raise err(f"{name} has {len(vals)} values; only 2-d spatial layers are supported")
+
+
+def conv_geometry(p, err):
+    """(kh, kw), (sh, sw), (ph, pw), (dh, dw) of a ConvolutionParameter."""
+    k = _pair(p.kernel_size, "kernel_h", "kernel_w", p, None, "kernel_size", err)
+    if k[0] is None:
+        raise err("convolution has no kernel_size")
+    s = _pair(p.stride, "stride_h", "stride_w", p, 1, "stride", err)
+    pd = _pair(p.pad, "pad_h", "pad_w", p, 0, "pad", err)
+    d = list(p.dilation) or [1]
+    if len(d) > 2:
+        raise err("dilation has more than 2 values")
+    d = (int(d[0]), int(d[-1]))
+    if min(k) <= 0 or min(s) <= 0 or min(d) <= 0 or min(pd) < 0:
+        raise err(f"invalid convolution geometry: kernel {k}, stride {s}, pad {pd}, dilation {d}")
+    return k, s, pd, d
+
+
+def _need4(shape, err, what="bottom"):
+    if len(shape) != 4:
+        raise err(f"{what} must be 4-d (N,C,H,W), got shape {tuple(shape)}")
+
+
+@rule("Convolution", "ConvolutionDepthwise", "DepthwiseConvolution")
+def _conv(L, ins, err):
+    p = L.param.convolution_param
+    x = ins[0]
+    _need4(x, err)
+    if p.axis != 1:
+        raise err(f"convolution axis {p.axis} is not supported (only axis 1)")
+    k, s, pd, d = conv_geometry(p, err)
+    n, c, h, w = x
+    group = c if L.type != "Convolution" else (p.group or 1)
+    if c % group or p.num_output % group:
+        raise err(f"group {group} must divide both input channels {c} and num_output {p.num_output}")
+    oh = (h + 2 * pd[0] - (d[0] * (k[0] - 1) + 1)) // s[0] + 1
+    ow = (w + 2 * pd[1] - (d[1] * (k[1] - 1) + 1)) // s[1] + 1
+    if oh <= 0 or ow <= 0:
+        raise err(f"output would be {oh}x{ow}: the kernel does not fit the {h}x{w} input")
+    params = [(p.num_output, c // group, k[0], k[1])] + ([(p.num_output,)] if p.bias_term else [])
+    return [(n, p.num_output, oh, ow)], params
+
+
+@rule("Deconvolution")
+def _deconv(L, ins, err):
+    p = L.param.convolution_param
+    x = ins[0]
+    _need4(x, err)
+    k, s, pd, d = conv_geometry(p, err)
+    n, c, h, w = x
+    group = p.group or 1
+    if c % group or p.num_output % group:
+        raise err(f"group {group} must divide both input channels {c} and num_output {p.num_output}")
+    oh = s[0] * (h - 1) + d[0] * (k[0] - 1) + 1 - 2 * pd[0]
+    ow = s[1] * (w - 1) + d[1] * (k[1] - 1) + 1 - 2 * pd[1]
+    if oh <= 0 or ow <= 0:
+        raise err(f"output would be {oh}x{ow}")
+    params = [(c, p.num_output // group, k[0], k[1])] + ([(p.num_output,)] if p.bias_term else [])
+    return [(n, p.num_output, oh, ow)], params
+
+
+def pooling_geometry(L, x, err):
+    """Kernel, stride, pad and output size of a Pooling layer, as Caffe computes them."""
+    p = L.param.pooling_param
+    n, c, h, w = x
+    if p.global_pooling:
+        if p.HasField("kernel_size") or p.HasField("kernel_h"):
+            raise err("global_pooling and kernel_size cannot both be set")
+        return (h, w), (1, 1), (0, 0), (1, 1), True
+    if p.HasField("kernel_size"):
+        if p.HasField("kernel_h") or p.HasField("kernel_w"):
+            raise err("give either kernel_size or kernel_h/kernel_w, not both")
+        k = (p.kernel_size, p.kernel_size)
+    elif p.HasField("kernel_h") and p.HasField("kernel_w"):
+        k = (p.kernel_h, p.kernel_w)
+    else:
+        raise err("pooling needs kernel_size (or kernel_h and kernel_w), or global_pooling")
+    pd = (p.pad_h, p.pad_w) if (p.HasField("pad_h") or p.HasField("pad_w")) else (p.pad, p.pad)
+    s = (p.stride_h, p.stride_w) if (p.HasField("stride_h") or p.HasField("stride_w")) else (p.stride, p.stride)
+    if min(k) <= 0 or min(s) <= 0:
+        raise err(f"invalid pooling geometry: kernel {k}, stride {s}")
+    if pd[0] >= k[0] or pd[1] >= k[1]:
+        raise err(f"pad {pd} must be smaller than the kernel {k}")
+    ceil = pooling_ceil(L, err)
+    rnd = math.ceil if ceil else math.floor
+    oh = int(rnd((h + 2 * pd[0] - k[0]) / s[0])) + 1
+    ow = int(rnd((w + 2 * pd[1] - k[1]) / s[1])) + 1
+    if pd[0] or pd[1]:
+        # Caffe clips a last window that would start inside the bottom/right padding.
+        if (oh - 1) * s[0] >= h + pd[0]:
+            oh -= 1
+        if (ow - 1) * s[1] >= w + pd[1]:
+            ow -= 1
+    if oh <= 0 or ow <= 0:
+        raise err(f"output would be {oh}x{ow}: the kernel {k} does not fit the {h}x{w} input")
+    return k, s, pd, (oh, ow), False
+
+
+def pooling_ceil(L, err=None):
+    """True if the layer rounds output sizes up (Caffe's default)."""
+    p = L.param.pooling_param
+    has_round = p.HasField("round_mode")
+    has_ceil = p.HasField("ceil_mode")
+    if has_round and has_ceil:
+        ceil_r = p.round_mode == p.CEIL
+        if ceil_r != p.ceil_mode and err is not None:
+            raise err("both round_mode and ceil_mode are set and they disagree",
+                      hint="keep only one of them")
+        return ceil_r
+    if has_ceil:
+        return bool(p.ceil_mode)
+    return p.round_mode == p.CEIL
+
+
+@rule("Pooling")
+def _pool(L, ins, err):
+    x = ins[0]
+    _need4(x, err)
+    _, _, _, (oh, ow), _ = pooling_geometry(L, x, err)
+    return [(x[0], x[1], oh, ow)], []
+
+
+def _axis(a, rank, err):
+    if a < -rank or a >= rank:
+        raise err(f"axis {a} is out of range for a {rank}-d blob")
+    return a % rank
+
+
+@rule("InnerProduct")
+def _ip(L, ins, err):
+    p = L.param.inner_product_param
+    x = ins[0]
+    a = _axis(p.axis, len(x), err)
+    k = math.prod(x[a:])
+    wshape = (k, p.num_output) if p.transpose else (p.num_output, k)
+    return [tuple(x[:a]) + (p.num_output,)], [wshape] + ([(p.num_output,)] if p.bias_term else [])
+
+
+_SAME = ("ReLU", "PReLU", "ELU", "Sigmoid", "TanH", "AbsVal", "BNLL", "Power", "Exp", "Log", "Threshold", "Clip",
+         "Swish", "Dropout", "LRN", "Softmax", "BatchNorm", "MVN", "ReLU6", "ShuffleChannel", "Scale", "Bias",
+         "Normalize", "HardSigmoid", "Mish")
+
+
+@rule(*_SAME)
+def _same(L, ins, err):
+    x = ins[0]
+    t = L.type
+    params = []
+    if t == "BatchNorm":
+        if len(x) < 2:
+            raise err(f"BatchNorm needs at least 2 axes, got shape {tuple(x)}")
+        params = [(x[1],), (x[1],), (1,)]
+    elif t == "PReLU":
+        params = [()] if L.param.prelu_param.channel_shared else [(x[1],)]
+    elif t in ("Scale", "Bias"):
+        p = L.param.scale_param if t == "Scale" else L.param.bias_param
+        if len(ins) == 1:
+            a = _axis(p.axis, len(x), err)
+            na = p.num_axes
+            if na < -1:
+                raise err(f"num_axes must be >= -1. Received: {na}")
+            end = len(x) if na == -1 else a + na
+            if end > len(x):
+                raise err(f"axis {p.axis} with num_axes {na} runs past the {len(x)}-d bottom")
+            pshape = tuple(x[a:end])
+            params = [pshape]
+            if t == "Scale" and p.bias_term:
+                params.append(pshape)
+        else:
+            y = ins[1]
+            a = _axis(p.axis, len(x), err)
+            if tuple(x[a:a + len(y)]) != tuple(y):
+                raise err(f"second bottom shape {tuple(y)} does not match bottom shape {tuple(x)} at axis {a}")
+            if t == "Scale" and p.bias_term:
+                params = [tuple(y)]
+    elif t == "Normalize":
+        params = [(1,)] if L.param.norm_param.channel_shared else [(x[1],)]
+    elif t == "Softmax":
+        _axis(L.param.softmax_param.axis, len(x), err)
+    return [tuple(x)], params
+
+
+@rule("Split")
+def _split(L, ins, err):
+    return [tuple(ins[0])] * len(L.tops), []
+
+
+@rule("Eltwise")
+def _eltwise(L, ins, err):
+    first = tuple(ins[0])
+    for s in ins[1:]:
+        if tuple(s) != first:
+            raise err(f"Eltwise bottoms differ in shape: {first} vs {tuple(s)}")
+    p = L.param.eltwise_param
+    if len(p.coeff) and len(p.coeff) != len(ins):
+        raise err(f"Eltwise has {len(p.coeff)} coeffs for {len(ins)} bottoms")
+    return [first], []
+
+
+@rule("Axpy")
+def _axpy(L, ins, err):
+    return [tuple(ins[1])], []
+
+
+@rule("Concat")
+def _concat(L, ins, err):
+    p = L.param.concat_param
+    x = ins[0]
+    a = p.concat_dim if p.HasField("concat_dim") else p.axis
+    a = _axis(a, len(x), err)
+    out = list(x)
+    for s in ins[1:]:
+        if len(s) != len(x) or any(s[i] != x[i] for i in range(len(x)) if i != a):
+            raise err(f"Concat bottoms {tuple(x)} and {tuple(s)} differ outside axis {a}")
+        out[a] += s[a]
+    return [tuple(out)], []
+
+
+@rule("Slice")
+def _slice(L, ins, err):
+    p = L.param.slice_param
+    x = ins[0]
+    a = _axis(p.slice_dim if p.HasField("slice_dim") else p.axis, len(x), err)
+    n = len(L.tops)
+    pts = list(p.slice_point)
+    if pts:
+        if len(pts) != n - 1:
+            raise err(f"{len(pts)} slice points for {n} tops")
+        bounds = [0] + pts + [x[a]]
+        if any(bounds[i] >= bounds[i + 1] for i in range(n)):
+            raise err(f"slice points {pts} are not increasing within 0..{x[a]}")
+    else:
+        if x[a] % n:
+            raise err(f"axis {a} of size {x[a]} does not split evenly into {n} tops")
+        bounds = [i * (x[a] // n) for i in range(n + 1)]
+    outs = []
+    for i in range(n):
+        s = list(x)
+        s[a] = bounds[i + 1] - bounds[i]
+        outs.append(tuple(s))
+    return outs, []
+
+
+def slice_bounds(L, x):
+    p = L.param.slice_param
+    a = (p.slice_dim if p.HasField("slice_dim") else p.axis) % len(x)
+    n = len(L.tops)
+    pts = list(p.slice_point)
+    bounds = [0] + pts + [x[a]] if pts else [i * (x[a] // n) for i in range(n + 1)]
+    return a, bounds
+
+
+@rule("Flatten")
+def _flatten(L, ins, err):
+    p = L.param.flatten_param
+    x = ins[0]
+    a = _axis(p.axis, len(x), err)
+    e = _axis(p.end_axis, len(x), err)
+    if e < a:
+        raise err(f"end_axis {p.end_axis} comes before axis {p.axis}")
+    return [tuple(x[:a]) + (math.prod(x[a:e + 1]),) + tuple(x[e + 1:])], []
+
+
+def reshape_shape(L, x, err):
+    p = L.param.reshape_param
+    dims = list(p.shape.dim)
+    rank = len(x)
+    start = p.axis if p.axis >= 0 else rank + p.axis + 1
+    if not 0 <= start <= rank:
+        raise err(f"reshape axis {p.axis} is out of range for a {rank}-d blob")
+    na = p.num_axes
+    end = rank if na == -1 else start + na
+    if na < -1 or end > rank:
+        raise err(f"reshape num_axes {na} is out of range")
+    out = list(x[:start])
+    infer = None
+    for i, d in enumerate(dims):
+        if d == 0:
+            if start + i >= rank:
+                raise err(f"shape dim {i} is 0 (copy) but the bottom has no axis {start + i}")
+            out.append(x[start + i])
+        elif d == -1:
+            if infer is not None:
+                raise err("reshape has more than one -1 dimension")
+            infer = len(out)
+            out.append(1)
+        elif d < -1:
+            raise err(f"reshape dimension {d} is invalid")
+        else:
+            out.append(int(d))
+    out += list(x[end:])
+    total = math.prod(x)
+    known = math.prod(out)
+    if infer is not None:
+        if known == 0 or total % known:
+            raise err(f"cannot infer the -1 dimension: {total} elements into {out}")
+        out[infer] = total // known
+    if math.prod(out) != total:
+        raise err(f"reshape to {tuple(out)} changes the element count ({total})")
+    return tuple(out)
+
+
+@rule("Reshape")
+def _reshape(L, ins, err):
+    return [reshape_shape(L, ins[0], err)], []
+
+
+@rule("Crop")
+def _crop(L, ins, err):
+    if len(ins) != 2:
+        raise err("Crop needs two bottoms (the blob to crop and the reference)")
+    x, ref = ins
+    p = L.param.crop_param
+    a = _axis(p.axis, len(x), err)
+    offs = crop_offsets(L, len(x))
+    out = list(x)
+    for i in range(a, len(x)):
+        if offs[i] + ref[i] > x[i]:
+            raise err(f"crop of axis {i} at offset {offs[i]} to size {ref[i]} runs past size {x[i]}")
+        out[i] = ref[i]
+    return [tuple(out)], []
+
+
+def crop_offsets(L, rank):
+    p = L.param.crop_param
+    a = p.axis % rank
+    offs = [0] * rank
+    o = list(p.offset)
+    for i in range(a, rank):
+        if len(o) == 1:
+            offs[i] = o[0]
+        elif len(o) > 1:
+            offs[i] = o[i - a]
+    return offs
+
+
+def permute_order(L, rank):
+    order = list(L.param.permute_param.order)
+    for i in range(rank):
+        if i not in order:
+            order.append(i)
+    return order
+
+
+@rule("Permute")
+def _permute(L, ins, err):
+    x = ins[0]
+    order = permute_order(L, len(x))
+    if sorted(order) != list(range(len(x))):
+        raise err(f"permute order {list(L.param.permute_param.order)} is not a permutation of {len(x)} axes")
+    return [tuple(x[i] for i in order)], []
+
+
+@rule("ArgMax")
+def _argmax(L, ins, err):
+    p = L.param.argmax_param
+    x = ins[0]
+    if p.HasField("axis"):
+        a = _axis(p.axis, len(x), err)
+        if p.top_k > x[a]:
+            raise err(f"top_k {p.top_k} is larger than axis size {x[a]}")
+        s = list(x)
+        s[a] = p.top_k
+        return [tuple(s)], []
+    s = [1] * max(len(x), 3)
+    s[0] = x[0]
+    s[2] = p.top_k
+    if p.out_max_val:
+        s[1] = 2
+    return [tuple(s)], []
+
+
+@rule("Reduction")
+def _reduction(L, ins, err):
+    x = ins[0]
+    a = _axis(L.param.reduction_param.axis, len(x), err)
+    return [tuple(x[:a])], []
+
+
+@rule("Tile")
+def _tile(L, ins, err):
+    p = L.param.tile_param
+    x = list(ins[0])
+    a = _axis(p.axis, len(x), err)
+    if p.tiles < 1:
+        raise err(f"tiles must be >= 1. Received: {p.tiles}")
+    x[a] *= p.tiles
+    return [tuple(x)], []
+
+
+def infer_shapes(net):
+    """Fill ``net.shapes`` and each layer's ``top_shapes`` and ``param_shapes``."""
+    for L in net.layers:
+        if not L.bottoms:
+            L.param_shapes = []
+            continue
+        err = _Err(L, net.path)
+        ins = [net.shapes.get(b) for b in L.bottoms]
+        fn = RULES.get(L.type)
+        if fn is None or any(s is None for s in ins):
+            outs, params = [None] * len(L.tops), None
+        else:
+            outs, params = fn(L, ins, err)
+            for s in outs:
+                check_shape(s, "top blob", file=net.path, layer=L.name, layer_type=L.type)
+                if any(d <= 0 for d in s):
+                    raise err(f"top shape {s} has a zero or negative dimension")
+        L.top_shapes = list(outs)
+        L.param_shapes = params
+        for t, s in zip(L.tops, outs):
+            net.shapes[t] = s

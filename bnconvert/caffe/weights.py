@@ -1,0 +1,106 @@
+"""Matching caffemodel blobs to the net's layers, by layer name, as Caffe's copy_from does."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import WeightMismatchError
+from .io import blob_shape, blob_to_array, is_legacy_blob
+from .upgrade import upgrade_v1
+
+# Layers whose weights are never used at inference, or that have none.
+_NO_WEIGHTS = {"Input", "Data", "ImageData", "HDF5Data", "MemoryData", "DummyData", "WindowData"}
+
+
+def _legacy4(shape):
+    s = tuple(shape)
+    return (1,) * (4 - len(s)) + s if len(s) <= 4 else None
+
+
+def _fit(arr, expected, legacy):
+    """Reshape a loaded blob to the expected shape when Caffe would accept it."""
+    if tuple(arr.shape) == tuple(expected):
+        return arr
+    if legacy and _legacy4(expected) == tuple(arr.shape):
+        return arr.reshape(expected)
+    if len(expected) == 0 and arr.size == 1:
+        return arr.reshape(())
+    return None
+
+
+def attach_weights(net, model, model_path, *, allow_missing=False):
+    """Copy each layer's blobs from the caffemodel ``model`` (a NetParameter) into ``net``.
+
+    A misshapen blob is an error naming the layer and both shapes. Layers that need weights and
+    have none are an error listing all of them (unless ``allow_missing``). Caffemodel layers the
+    net does not use are recorded in ``net.unused_weights``.
+    """
+    upgrade_v1(model, model_path)
+    net.weights_path = str(model_path)
+    by_name = {}
+    for lp in model.layer:
+        if lp.name in by_name and len(lp.blobs):
+            net.warn(f"caffemodel has two layers named '{lp.name}'; the last one is used, as Caffe does")
+        if len(lp.blobs) or lp.name not in by_name:
+            by_name[lp.name] = lp
+    used = set()
+    missing = []
+    for L in net.layers:
+        src = by_name.get(L.name)
+        expected = getattr(L, "param_shapes", None)
+        if src is None or not len(src.blobs):
+            if expected:
+                missing.append((L.name, L.type))
+            continue
+        used.add(L.name)
+        where = dict(file=model_path, layer=L.name, layer_type=L.type)
+        if src.type and L.type and src.type != L.type:
+            net.warn(f"layer '{L.name}' is {L.type} in the prototxt but {src.type} in the caffemodel")
+        if expected is not None and len(src.blobs) != len(expected):
+            raise WeightMismatchError(
+                f"the caffemodel has {len(src.blobs)} blobs for this layer but the prototxt defines "
+                f"{len(expected)} (shapes {[tuple(s) for s in expected]})", **where,
+                hint="check bias_term and that the caffemodel belongs to this prototxt")
+        blobs = []
+        for i, b in enumerate(src.blobs):
+            if expected is not None:
+                got = blob_shape(b)
+                if _fit(_ShapeOnly(got), expected[i], is_legacy_blob(b)) is None:
+                    raise WeightMismatchError(
+                        f"blob {i} has shape {tuple(got)} in the caffemodel but the prototxt needs {tuple(expected[i])}",
+                        **where, hint="the caffemodel may belong to another net or another input size")
+            arr = blob_to_array(b, **where)
+            if expected is not None:
+                arr = _fit(arr, expected[i], is_legacy_blob(b))
+            blobs.append(arr)
+        L.blobs = blobs
+    if missing and not allow_missing:
+        listing = ", ".join(f"{n} (type {t})" for n, t in missing)
+        raise WeightMismatchError(f"no weights in the caffemodel for layer(s) {listing}", file=model_path,
+                                  hint="check that the caffemodel was trained with this prototxt (layers are "
+                                       "matched by name)")
+    for n, t in missing:
+        net.warn(f"layer '{n}' ({t}) has no weights in the caffemodel")
+    net_names = {L.name for L in net.layers}
+    all_names = {lp.name for lp in net.param.layer}
+    for lp in model.layer:
+        if not len(lp.blobs) or lp.name in used:
+            continue
+        if lp.name in net_names:
+            reason = "not used"
+        elif lp.name in all_names:
+            reason = f"layer is not part of the {net.phase} inference graph"
+        else:
+            reason = "no layer of this name in the prototxt"
+        net.unused_weights.append((lp.name, lp.type, reason))
+        net.warn(f"caffemodel layer '{lp.name}' ({lp.type}, {len(lp.blobs)} blobs) is not converted: {reason}")
+
+
+class _ShapeOnly:
+    """Shape carrier so blob shapes can be checked before their data is copied."""
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+        self.size = int(np.prod(shape)) if len(shape) else 1
+
+    def reshape(self, shape):
+        return _ShapeOnly(shape)

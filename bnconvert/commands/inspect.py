@@ -1,0 +1,167 @@
+"""``bnconvert inspect``: the layer table, inputs and BatchNorm details of a Caffe net."""
+from __future__ import annotations
+
+import json
+
+HELP = "show a Caffe net's inputs, layers, shapes, BatchNorm details and unsupported layers"
+DESCRIPTION = """\
+Show what a Caffe net declares: how its inputs are declared, the layer table (name, type,
+bottoms -> tops, output shape, parameter count, weight shapes), the layers dropped from the
+inference graph, every BatchNorm (eps, use_global_stats as it resolves in the phase,
+moving_average_fraction, the paired Scale and its bias) and the layers no converter supports.
+With a caffemodel, BatchNorm rows also show the factor s and the range of mean and variance
+after dividing by s. Does not load TensorFlow.
+
+examples:
+  bnconvert inspect deploy.prototxt
+  bnconvert inspect train_val.prototxt --input-shape data=1,3,227,227 --phase TRAIN
+  bnconvert inspect deploy.prototxt weights.caffemodel --json
+"""
+
+
+def add_common(parser, weights=True):
+    parser.add_argument("prototxt", help="the net definition (.prototxt, V1 or V2)")
+    if weights:
+        parser.add_argument("caffemodel", nargs="?", help="optional weights (.caffemodel)")
+    parser.add_argument("--phase", default="TEST", type=str.upper, choices=["TEST", "TRAIN"],
+                        help="the phase whose graph is shown (default TEST)")
+    parser.add_argument("--stage", action="append", default=[], metavar="STAGE",
+                        help="a NetState stage for include/exclude rules (repeatable)")
+    parser.add_argument("--input-shape", action="append", default=[], metavar="NAME=N,C,H,W",
+                        help="shape of an input blob (needed for Data layers; repeatable)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def add_arguments(parser):
+    add_common(parser)
+
+
+def run(args):
+    from ..cli import parse_input_shapes
+    from ..inspect import inspect_net
+
+    report = inspect_net(args.prototxt, args.caffemodel, phase=args.phase,
+                         input_shapes=parse_input_shapes(args.input_shape), stages=tuple(args.stage))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(render(report))
+    return 0
+
+
+# --- text rendering ---------------------------------------------------------------------------
+
+
+def table(headers, rows, indent="  "):
+    """Left-aligned columns; numbers right-aligned. ``rows`` are lists of strings."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    numeric = [all(_isnum(r[i]) for r in rows) and rows for i in range(len(headers))]
+
+    def line(cells):
+        out = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)]
+        return (indent + "  ".join(out)).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def _isnum(text):
+    return text.replace(",", "").replace(".", "").replace("-", "").replace("e", "").isdigit() or text == "?"
+
+
+def shape_text(s):
+    return "?" if s is None else "x".join(str(d) for d in s) or "scalar"
+
+
+def _num(n):
+    return "?" if n is None else f"{n:,}"
+
+
+def _g(x):
+    return "-" if x is None else f"{x:.6g}"
+
+
+def _range(r):
+    return "-" if r is None else f"[{r[0]:.4g}, {r[1]:.4g}]"
+
+
+def render(rep):
+    out = [f"net {rep['net'] or '(unnamed)'}: {rep['prototxt']}" + (f" + {rep['weights']}" if rep["weights"] else ""),
+           f"phase {rep['phase']}" + (f", stages {', '.join(rep['stages'])}" if rep["stages"] else "")
+           + f", format {rep['format']}" + _upgrade_text(rep["upgrades"])]
+    out += ["", "Inputs", _inputs(rep["inputs"])]
+    total = _num(rep["total_params"])
+    out += ["", f"Layers ({len(rep['layers'])}, {total} parameters)", _layers(rep["layers"])]
+    if rep["outputs"]:
+        out.append("  outputs: " + ", ".join(rep["outputs"]))
+    if rep["dropped"]:
+        out += ["", "Dropped from the inference graph",
+                table(["layer", "type", "reason"], [[d["layer"], d["type"], d["reason"]] for d in rep["dropped"]])]
+    if rep["batchnorm"]:
+        out += ["", f"BatchNorm ({len(rep['batchnorm'])})", _batchnorm(rep["batchnorm"])]
+    out += ["", _unsupported(rep)]
+    for title, items in (("Notes", rep["notes"]), ("Warnings", rep["warnings"])):
+        if items:
+            out += ["", title] + [f"  - {n}" for n in items]
+    return "\n".join(out)
+
+
+def _upgrade_text(u):
+    done = []
+    if u["v1_layers"]:
+        done.append("V1 layers -> V2")
+    if u["input_layer"]:
+        done.append("input fields -> Input layer")
+    if u["batchnorm_params_dropped"]:
+        done.append(f"BatchNorm param blocks dropped ({len(u['batchnorm_params_dropped'])})")
+    return f" (upgraded in memory: {'; '.join(done)})" if done else ""
+
+
+def _inputs(inputs):
+    if not inputs:
+        return "  (none in this phase)"
+    rows = []
+    for i in inputs:
+        extra = ", ".join(f"{k}={v}" for k, v in i["data"].items())
+        if i["transform"]:
+            extra += ("; " if extra else "") + "transform: " + ", ".join(f"{k}={v}" for k, v in i["transform"].items())
+        shape = shape_text(i["shape"]) + ("" if i["shape_source"] == "declared" else f" ({i['shape_source']})")
+        rows.append([i["blob"], i["layer"], i["declared_by"], shape, extra or "-"])
+    return table(["blob", "layer", "declared by", "shape", "details"], rows)
+
+
+def _layers(layers):
+    rows = []
+    for i, L in enumerate(layers):
+        flow = ", ".join(L["bottoms"]) + " -> " + ", ".join(L["tops"]) if L["bottoms"] else "-> " + ", ".join(L["tops"])
+        ws = ", ".join(shape_text(s) for s in L["weight_shapes"]) if L["weight_shapes"] else (
+            "-" if L["weight_shapes"] == [] else "?")
+        rows.append([str(i), L["name"], L["type"] + ("" if L["supported"] else " *"), flow,
+                     ", ".join(shape_text(s) for s in L["output_shapes"]), _num(L["params"]), ws])
+    return table(["#", "name", "type", "bottoms -> tops", "output shape", "params", "weight shapes"], rows)
+
+
+def _batchnorm(bns):
+    rows = []
+    for b in bns:
+        ugs = ("true" if b["use_global_stats"] else "false") + ("" if b["use_global_stats_source"] == "explicit"
+                                                                 else " (default)")
+        scale = b["scale"] or "(none)"
+        bias = "-" if b["scale_bias"] is None else ("yes" if b["scale_bias"] else "no")
+        rows.append([b["layer"], _g(b["eps"]), ugs, _g(b["moving_average_fraction"]), scale, bias,
+                     _g(b["factor"]), _range(b["mean_range"]), _range(b["var_range"])])
+    return table(["layer", "eps", "use_global_stats", "ma_fraction", "scale", "bias", "factor s",
+                  "mean/s range", "var/s range"], rows)
+
+
+def _unsupported(rep):
+    if not rep["unsupported"]:
+        return "Every layer has a converter."
+    counts = {}
+    for u in rep["unsupported"]:
+        counts.setdefault(u["type"], []).append(u["layer"])
+    head = f"Unsupported layers ({len(rep['unsupported'])}, marked *): no caffe2keras converter for these types"
+    if not rep["converters_available"]:
+        head += " (no converters are installed yet)"
+    rows = [[t, str(len(names)), ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")]
+            for t, names in sorted(counts.items())]
+    return head + "\n" + table(["type", "count", "layers"], rows)

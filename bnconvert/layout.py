@@ -1,0 +1,188 @@
+"""All knowledge of memory layouts, shared by both conversion directions.
+
+Caffe stores 4-d blobs as N,C,H,W; the converted Keras model keeps 4-d tensors channels_last
+(N,H,W,C). Tensors of any other rank keep Caffe's axis order. A flattened NHWC tensor keeps
+its H,W,C feature order (layout ``FlatHWC``) until something needs Caffe's C,H,W order: an
+InnerProduct consumer reorders its weights instead, so the graph needs no transpose.
+
+This module has no Keras import: it deals in numpy arrays, shapes and axis numbers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a Keras tensor stores a Caffe blob."""
+
+    kind: str  # "nhwc", "caffe" or "flat_hwc"
+    chw: tuple = ()  # for flat_hwc: the (C, H, W) that were flattened
+
+    def __str__(self):
+        return self.kind if not self.chw else f"{self.kind}{self.chw}"
+
+
+NHWC = Layout("nhwc")
+CAFFE = Layout("caffe")
+
+
+def flat_hwc(c, h, w):
+    return Layout("flat_hwc", (int(c), int(h), int(w)))
+
+
+def default_layout(rank):
+    """The layout a converter produces for a blob of this rank unless it says otherwise."""
+    return NHWC if rank == 4 else CAFFE
+
+
+# --- shapes and axes -------------------------------------------------------------------
+
+NCHW_TO_NHWC = (0, 2, 3, 1)
+NHWC_TO_NCHW = (0, 3, 1, 2)
+
+
+def keras_shape(caffe_shape, layout):
+    """The Keras tensor shape that stores a Caffe blob shape in ``layout``."""
+    s = tuple(caffe_shape)
+    if layout.kind == "nhwc":
+        if len(s) != 4:
+            raise ValueError(f"NHWC layout needs a 4-d shape. Received: {s}")
+        return (s[0], s[2], s[3], s[1])
+    return s
+
+
+def caffe_axis(axis, rank):
+    """Caffe's canonical axis (negative axes count from the end), checked against rank."""
+    a = int(axis)
+    if a < 0:
+        a += rank
+    if not 0 <= a < rank:
+        raise ValueError(f"axis {axis} is out of range for a {rank}-d blob. Received: axis={axis}")
+    return a
+
+
+def keras_axis(axis, rank, layout):
+    """The Keras tensor axis holding Caffe axis ``axis`` of a ``rank``-d blob in ``layout``."""
+    a = caffe_axis(axis, rank)
+    if layout.kind == "nhwc":
+        return NCHW_TO_NHWC.index(a)
+    if layout.kind == "flat_hwc":
+        raise ValueError("a flat_hwc tensor has no per-axis mapping; convert it to caffe layout first")
+    return a
+
+
+def caffe_to_keras_perm(layout):
+    """The transpose taking a Caffe-ordered array to ``layout`` order (None for identity)."""
+    return NCHW_TO_NHWC if layout.kind == "nhwc" else None
+
+
+def to_keras_array(arr, layout):
+    """A Caffe-ordered array (e.g. a blob value from Caffe) in the Keras tensor's layout."""
+    perm = caffe_to_keras_perm(layout)
+    if layout.kind == "flat_hwc":
+        c, h, w = layout.chw
+        return np.ascontiguousarray(arr.reshape(arr.shape[0], c, h, w).transpose(0, 2, 3, 1).reshape(arr.shape[0], -1))
+    return np.ascontiguousarray(arr.transpose(perm)) if perm else arr
+
+
+def to_caffe_array(arr, layout):
+    """Inverse of :func:`to_keras_array`: a Keras tensor value in Caffe's axis order."""
+    if layout.kind == "nhwc":
+        return np.ascontiguousarray(arr.transpose(NHWC_TO_NCHW))
+    if layout.kind == "flat_hwc":
+        c, h, w = layout.chw
+        return np.ascontiguousarray(arr.reshape(arr.shape[0], h, w, c).transpose(0, 3, 1, 2).reshape(arr.shape[0], -1))
+    return arr
+
+
+# --- weights ---------------------------------------------------------------------------
+
+
+def conv_kernel_to_keras(w):
+    """Caffe convolution weights O,I,kh,kw -> Keras Conv2D kernel kh,kw,I,O."""
+    return np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+
+
+def conv_kernel_to_caffe(k):
+    """Keras Conv2D kernel kh,kw,I,O -> Caffe O,I,kh,kw."""
+    return np.ascontiguousarray(k.transpose(3, 2, 0, 1))
+
+
+def depthwise_kernel_to_keras(w, channels):
+    """Caffe depthwise weights (C*m),1,kh,kw -> Keras DepthwiseConv2D kernel kh,kw,C,m.
+
+    Caffe's output channel o belongs to input channel o // m, the same order Keras uses.
+    """
+    o, _, kh, kw = w.shape
+    m = o // channels
+    return np.ascontiguousarray(w.reshape(channels, m, kh, kw).transpose(2, 3, 0, 1))
+
+
+def depthwise_kernel_to_caffe(k):
+    """Keras DepthwiseConv2D kernel kh,kw,C,m -> Caffe (C*m),1,kh,kw."""
+    kh, kw, c, m = k.shape
+    return np.ascontiguousarray(k.transpose(2, 3, 0, 1).reshape(c * m, 1, kh, kw))
+
+
+def deconv_kernel_to_keras(w, group):
+    """Caffe deconvolution weights Cin,Cout/g,kh,kw -> Keras Conv2DTranspose kernel kh,kw,Cout,Cin.
+
+    Keras has no grouped transposed convolution, so groups become a block-diagonal kernel
+    (the zero blocks add exact zeros).
+    """
+    cin, cout_g, kh, kw = w.shape
+    cin_g = cin // group
+    full = np.zeros((kh, kw, cout_g * group, cin), dtype=w.dtype)
+    for g in range(group):
+        blk = w[g * cin_g:(g + 1) * cin_g]  # cin_g, cout_g, kh, kw
+        full[:, :, g * cout_g:(g + 1) * cout_g, g * cin_g:(g + 1) * cin_g] = blk.transpose(2, 3, 1, 0)
+    return full
+
+
+def deconv_kernel_to_caffe(k):
+    """Keras Conv2DTranspose kernel kh,kw,Cout,Cin -> Caffe Cin,Cout,kh,kw (group 1)."""
+    return np.ascontiguousarray(k.transpose(3, 2, 0, 1))
+
+
+def fc_weights_to_keras(w, transpose=False, in_layout=CAFFE):
+    """Caffe InnerProduct weights -> Keras Dense kernel (K, O).
+
+    ``w`` is O,K (or K,O with ``transpose: true``). When the input is a flattened NHWC
+    tensor (layout flat_hwc(C,H,W)), the K rows are reordered from C,H,W to H,W,C.
+    """
+    k = w if transpose else w.T  # K, O
+    if in_layout.kind == "flat_hwc":
+        c, h, wd = in_layout.chw
+        k = k.reshape(c, h, wd, -1).transpose(1, 2, 0, 3).reshape(c * h * wd, -1)
+    return np.ascontiguousarray(k)
+
+
+def fc_weights_to_caffe(kernel, in_layout=CAFFE):
+    """Keras Dense kernel (K, O) -> Caffe InnerProduct weights O,K in C,H,W order."""
+    k = kernel
+    if in_layout.kind == "flat_hwc":
+        c, h, w = in_layout.chw
+        k = k.reshape(h, w, c, -1).transpose(2, 0, 1, 3).reshape(c * h * w, -1)
+    return np.ascontiguousarray(k.T)
+
+
+def broadcast_shape_for(param_shape, axis, rank, layout):
+    """Reshape target for a per-axis parameter (Scale/Bias/PReLU blob) to broadcast in Keras.
+
+    ``param_shape`` covers Caffe axes ``axis .. axis+len-1`` of a ``rank``-d blob. Returns the
+    Keras-side shape (without batch) and the transpose to apply to the parameter first.
+    """
+    a = caffe_axis(axis, rank) if rank else 0
+    n = len(param_shape)
+    caffe_full = [1] * rank
+    for i, d in enumerate(param_shape):
+        caffe_full[a + i] = d
+    if layout.kind == "nhwc":
+        kshape = [caffe_full[i] for i in NCHW_TO_NHWC]
+        perm = [NCHW_TO_NHWC.index(a + i) for i in range(n)]
+        order = sorted(range(n), key=lambda i: perm[i])
+        return tuple(kshape[1:]), tuple(order)
+    return tuple(caffe_full[1:]), tuple(range(n))

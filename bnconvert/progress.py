@@ -1,0 +1,33 @@
+"""A minimal progress bar on stderr for long conversions (only on a terminal)."""
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+    def __init__(self, total, label, enabled=None, min_total=40):
+        if enabled is None:
+            enabled = sys.stderr.isatty() and total >= min_total
+        self.total, self.label, self.enabled = max(total, 1), label, enabled
+        self.n = 0
+        self._last = 0.0
+
+    def step(self, what=""):
+        self.n += 1
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._last < 0.05 and self.n < self.total:
+            return
+        self._last = now
+        width = 30
+        filled = int(width * self.n / self.total)
+        bar = "#" * filled + "-" * (width - filled)
+        sys.stderr.write(f"\r{self.label} [{bar}] {self.n}/{self.total} {what[:30]:<30}")
+        sys.stderr.flush()
+
+    def close(self):
+        if self.enabled:
+            sys.stderr.write("\r" + " " * 100 + "\r")
+            sys.stderr.flush()
