@@ -2,7 +2,17 @@
 
 Every failure the tool can diagnose is a :class:`ConversionError`. Its message names the
 file, the layer (name and type) and the problem, plus a fix where one is known, so the CLI
-can print it as one line and exit with code 2.
+can print it as one line and exit with code 2::
+
+    ConversionError                 base class; .file .layer .layer_type .hint
+    +-- ParseError                  unreadable prototxt/caffemodel/Keras file (.line .column)
+    |   +-- UnsafeModelError        a Keras file that would run code (Lambda, unknown objects)
+    +-- GraphError                  duplicate names, undefined bottoms, cycles, wrong arity
+    +-- ShapeError                  zero/negative/absurd dimensions, shapes that do not fit
+    +-- WeightMismatchError         missing weights, misshapen blobs, wrong blob counts
+    +-- UnsupportedLayerError       layers without a converter (.layers, all at once)
+    +-- OutputError                 an output file cannot be written (nothing is left behind)
+    +-- VerificationError           the verification pass cannot run
 """
 from __future__ import annotations
 
@@ -32,14 +42,29 @@ class ConversionError(Exception):
             parts.append(self.file)
         if self.layer is not None:
             parts.append(f"layer '{self.layer}'" + (f" (type {self.layer_type})" if self.layer_type else ""))
-        text = ": ".join(parts + [self.message])
+        text = ": ".join(parts + [str(self.message).rstrip(".")])
         if self.hint:
             text += f". Fix: {self.hint}"
-        return text
+        # One line on stderr, whatever a wrapped library put into its message.
+        return " ".join(text.split("\n"))
 
 
 class ParseError(ConversionError):
-    """A prototxt, caffemodel or Keras file could not be read."""
+    """A prototxt, caffemodel or Keras file could not be read.
+
+    Args:
+        line, column: 1-based position of a text syntax error, when known.
+        (the other arguments as for :class:`ConversionError`)
+    """
+
+    def __init__(self, message, *, line=None, column=None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.line = line
+        self.column = column
+
+
+class UnsafeModelError(ParseError):
+    """A model file was refused because loading it could execute code (safe mode)."""
 
 
 class GraphError(ConversionError):

@@ -77,9 +77,10 @@ def raw_paired_scale(layers, i):
 
 # --- inputs -------------------------------------------------------------------------------
 
+# Data layer type -> its parameter message (fork types such as AnnotatedData use data_param).
 _DATA_PARAMS = {"Data": "data_param", "ImageData": "image_data_param", "HDF5Data": "hdf5_data_param",
                 "MemoryData": "memory_data_param", "WindowData": "window_data_param",
-                "DummyData": "dummy_data_param", "AnnotatedData": "data_param", "VideoData": "video_data_param"}
+                "DummyData": "dummy_data_param", "AnnotatedData": "data_param"}
 
 
 def _declaration(raw, lp):
@@ -261,6 +262,15 @@ def _missing_input_shapes(layers, given):
     return missing
 
 
+def check_input_names(layers, given, path):
+    """A misspelt ``--input-shape`` name is an error, even when other inputs lack a shape."""
+    tops = [t for lp in layers if lp.type in INPUT_TYPES for t in lp.top]
+    unknown = sorted(n for n in given if n is not None and n not in tops)
+    if unknown:
+        raise ShapeError(f"--input-shape names blob(s) {unknown} that are not net inputs; the inputs are {tops}",
+                         file=path)
+
+
 def inspect_net(prototxt, caffemodel=None, phase="TEST", input_shapes=None, stages=()):
     """Describe a Caffe net: inputs, layers, BatchNorm details and unsupported layers.
 
@@ -272,6 +282,7 @@ def inspect_net(prototxt, caffemodel=None, phase="TEST", input_shapes=None, stag
     raw, net_param, upgrades = read_net(prototxt)
     given = dict(input_shapes or {})
     layers = phase_layers(net_param, phase, stages)
+    check_input_names(layers, given, prototxt)
     types = supported_types()
 
     def supported(t):

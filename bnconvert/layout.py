@@ -186,3 +186,84 @@ def broadcast_shape_for(param_shape, axis, rank, layout):
         order = sorted(range(n), key=lambda i: perm[i])
         return tuple(kshape[1:]), tuple(order)
     return tuple(caffe_full[1:]), tuple(range(n))
+
+
+# --- Keras -> Caffe helpers ---------------------------------------------------------------
+
+
+def caffe_shape(keras_shape, layout):
+    """The Caffe blob shape that stores a Keras tensor shape in ``layout`` (inverse of keras_shape)."""
+    s = tuple(keras_shape)
+    if layout.kind == "nhwc":
+        if len(s) != 4:
+            raise ValueError(f"NHWC layout needs a 4-d shape. Received: {s}")
+        return (s[0], s[3], s[1], s[2])
+    return s
+
+
+def caffe_axis_of(keras_axis_, rank, layout):
+    """The Caffe blob axis holding Keras tensor axis ``keras_axis_`` (negative axes count from the end)."""
+    a = caffe_axis(keras_axis_, rank)
+    if layout.kind == "nhwc":
+        return NHWC_TO_NCHW.index(a)
+    if layout.kind == "flat_hwc":
+        raise ValueError("a flat_hwc tensor has no per-axis mapping; convert it to caffe layout first")
+    return a
+
+
+def same_element_order(keras_shape, layout):
+    """True when the Caffe blob holds the Keras tensor's elements in the same memory order."""
+    if layout.kind == "caffe":
+        return True
+    if layout.kind == "nhwc":
+        _, h, w, c = keras_shape
+        return h * w == 1 or c == 1
+    c, h, w = layout.chw
+    return h * w == 1 or c == 1
+
+
+def caffe_permute_order(have, want):
+    """The Caffe ``Permute`` order moving a 4-d blob from layout ``have`` to ``want`` (nhwc <-> caffe)."""
+    if have.kind == "nhwc" and want.kind == "caffe":
+        return NCHW_TO_NHWC
+    if have.kind == "caffe" and want.kind == "nhwc":
+        return NHWC_TO_NCHW
+    raise ValueError(f"no single permute moves a tensor from {have} to {want}")
+
+
+def keras_perm_to_caffe(perm, rank, have, want):
+    """Caffe ``Permute`` order for the Keras transpose ``perm`` (batch axis included).
+
+    The input blob is in layout ``have``, the output blob in layout ``want``.
+    """
+    src = NHWC_TO_NCHW if have.kind == "nhwc" else tuple(range(rank))  # blob axis j = keras axis src[j]
+    dst = NHWC_TO_NCHW if want.kind == "nhwc" else tuple(range(rank))
+    return tuple(src.index(perm[dst[i]]) for i in range(rank))
+
+
+def params_to_caffe(values, layout):
+    """A per-feature parameter vector of a Keras tensor (feature order of ``layout``) in Caffe order."""
+    v = np.asarray(values)
+    if layout.kind == "flat_hwc":
+        return to_caffe_array(v.reshape(1, -1), layout).reshape(v.shape)
+    return v
+
+
+def keras_param_to_caffe(param, rank, layout):
+    """A parameter broadcast against a Keras tensor (shape without batch) as (caffe axis, caffe blob).
+
+    The non-1 dimensions must form one contiguous run of Caffe axes; returns None otherwise.
+    """
+    p = np.asarray(param)
+    full = (1,) * (rank - 1 - p.ndim) + p.shape
+    arr = p.reshape((1,) + full)
+    if layout.kind == "nhwc":
+        arr = arr.transpose(NHWC_TO_NCHW)
+    shape = arr.shape
+    big = [i for i in range(1, rank) if shape[i] != 1]
+    if not big:
+        return 1, arr.reshape(1)
+    a, b = big[0], big[-1] + 1
+    if big != list(range(a, b)):
+        return None
+    return a, arr.reshape(shape[a:b])

@@ -108,7 +108,7 @@ def convert_net(net, *, on_batch_stats="convert", progress=None):
 
     Returns (model, report, engine).
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     pairs = pair_batchnorm_scale(net)
     merged = {s.name: net.layer(bn) for bn, s in pairs.items()}  # scale name -> its BatchNorm
     check_supported(net, merged, net.path)
@@ -149,7 +149,8 @@ def convert_net(net, *, on_batch_stats="convert", progress=None):
         if t._keras_history.operation.name != want:
             t = keras.layers.Identity(name=eng.namer.claim(want))(t)
         outputs.append(t)
-    model = keras.Model(inputs, outputs if len(outputs) != 1 else outputs[0], name=keras_name(net.name or "caffe_net"))
+    model = keras.Model(inputs if len(inputs) != 1 else inputs[0], outputs if len(outputs) != 1 else outputs[0],
+                        name=keras_name(net.name or "caffe_net"))
 
     for L in net.layers:
         for i in range(len(L.blobs)):

@@ -123,11 +123,14 @@ def _data_shape(lp, top_index):
     if t == "DummyData":
         p = lp.dummy_data_param
         if p.shape:
-            s = p.shape[0] if len(p.shape) == 1 else p.shape[top_index]
-            return tuple(int(d) for d in s.dim)
+            i = 0 if len(p.shape) == 1 else top_index
+            return tuple(int(d) for d in p.shape[i].dim) if i < len(p.shape) else None
         if p.num:
+            fields = (p.num, p.channels, p.height, p.width)
             i = 0 if len(p.num) == 1 else top_index
-            return (p.num[i], p.channels[i], p.height[i], p.width[i])
+            if any(i >= len(f) for f in fields):
+                return None
+            return tuple(int(f[i]) for f in fields)
         return None
     if t == "MemoryData":
         p = lp.memory_data_param
@@ -217,6 +220,9 @@ def build_graph(net_param, *, phase="TEST", level=0, stages=(), input_shapes=Non
     layers, inputs, transforms = [], [], {}
     for idx, lp in enumerate(kept):
         if lp.type in INPUT_TYPES:
+            if len(lp.bottom):
+                raise GraphError(f"an input layer cannot have bottoms (it has {list(lp.bottom)})", file=path,
+                                 layer=lp.name, layer_type=lp.type, hint="remove the bottom lines")
             tops = []
             for ti, t in enumerate(lp.top):
                 if t not in consumed_by_kept and any(t in d.bottom for d in all_included if is_loss_type(d.type)):
@@ -258,13 +264,7 @@ def build_graph(net_param, *, phase="TEST", level=0, stages=(), input_shapes=Non
         bottoms = []
         for b in lp.bottom:
             if b not in version:
-                if b in later_producers and later_producers[b] != lp.name:
-                    raise GraphError(f"bottom blob '{b}' is produced only by layer '{later_producers[b]}', "
-                                     f"which comes later (a cycle or a wrong layer order)", file=path,
-                                     layer=lp.name, layer_type=lp.type)
-                raise GraphError(f"bottom blob '{b}' is not produced by any layer in phase {phase}", file=path,
-                                 layer=lp.name, layer_type=lp.type,
-                                 hint="check the blob name, or the include/exclude rules of its producer")
+                raise _undefined_bottom(b, lp, later_producers, dropped, phase, path)
             bottoms.append(version[b])
         if len(set(lp.top)) != len(lp.top):
             raise GraphError("the layer lists the same top twice", file=path, layer=lp.name, layer_type=lp.type)
@@ -315,6 +315,26 @@ def build_graph(net_param, *, phase="TEST", level=0, stages=(), input_shapes=Non
 
     infer_shapes(net)
     return net
+
+
+def _undefined_bottom(b, lp, later_producers, dropped, phase, path):
+    """The GraphError for a bottom that no earlier kept layer produces, saying why."""
+    where = dict(file=path, layer=lp.name, layer_type=lp.type)
+    other = later_producers.get(b)
+    dropped_names = {d[0] for d in dropped}
+    if other == lp.name:
+        return GraphError(f"bottom blob '{b}' is produced only by this layer itself (a cycle)", **where,
+                          hint="an in-place layer must list the blob as bottom and top, and some earlier "
+                               "layer must produce it")
+    if other in dropped_names:
+        return GraphError(f"bottom blob '{b}' is produced only by layer '{other}', which is not part of "
+                          f"inference (a loss/accuracy layer)", **where)
+    if other is not None:
+        return GraphError(f"bottom blob '{b}' is produced only by layer '{other}', which comes later "
+                          f"(a cycle or a wrong layer order)", **where,
+                          hint="Caffe runs layers in file order: move the producer before its consumers")
+    return GraphError(f"bottom blob '{b}' is not produced by any layer in phase {phase}", **where,
+                      hint="check the blob name, or the include/exclude rules of its producer")
 
 
 def prune_to_outputs(net):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -32,54 +33,192 @@ def _read_bytes(path, what):
 
 
 def parse_prototxt_text(text, path="<string>"):
-    """Parse prototxt text into a ``NetParameter``."""
+    """Parse prototxt text into a ``NetParameter``.
+
+    A syntax error, an unknown field or an unknown enum value is a :class:`ParseError` that
+    gives the line and column and, when the error sits inside a ``layer {}`` block, that
+    layer's name and type.
+    """
     from google.protobuf import text_format
 
     net = pb2().NetParameter()
     try:
         text_format.Merge(text, net, allow_unknown_extension=False)
     except text_format.ParseError as e:
-        line, col = getattr(e, "_line", None), getattr(e, "_column", None)
-        msg = str(e)
-        # protobuf formats "line:col : message"; keep the message, state the position once.
-        if ":" in msg and line is not None:
-            msg = msg.split(" : ", 1)[-1]
-        where = f"line {line + 1 if line is not None else '?'}, column {col + 1 if col is not None else '?'}"
-        raise ParseError(f"syntax error at {where}: {msg}", file=path,
-                         hint="check the field name and value against proto/caffe.proto") from None
+        line, col = _error_position(e)
+        msg = _clean_protobuf_message(str(e))
+        name, ltype = enclosing_layer(text, line) if line else (None, None)
+        where = f"line {line or '?'}, column {col or '?'}"
+        raise ParseError(f"syntax error at {where}: {msg}", file=path, layer=name, layer_type=ltype,
+                         line=line, column=col, hint=_parse_hint(msg)) from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as e:
+        # Defensive: protobuf's text parser reports errors as ParseError, but a value it
+        # cannot convert must still not escape as a traceback.
+        raise ParseError(f"cannot parse the prototxt: {type(e).__name__}: {e}", file=path) from None
     return net
 
 
+def _error_position(e):
+    try:
+        line, col = e.GetLine(), e.GetColumn()
+    except AttributeError:
+        line, col = getattr(e, "_line", None), getattr(e, "_column", None)
+    return (int(line) if line else None), (int(col) if col else None)
+
+
+def _clean_protobuf_message(msg):
+    """'4:25 : \'<source line>\': Enum type ... .' -> 'Enum type ...'."""
+    msg = re.sub(r"^\d+:\d+ : ", "", msg.strip())
+    msg = re.sub(r"^'.*?': (?=[A-Z])", "", msg, count=1)
+    return " ".join(msg.split()).rstrip(".")
+
+
+def _parse_hint(msg):
+    if "has no field named" in msg:
+        return ("the field is not in bnconvert's caffe.proto (BVLC Caffe plus common fork fields); "
+                "fix its spelling, or remove it if your Caffe fork added it and it does not change inference")
+    if "has no value named" in msg:
+        return "use one of the enum's values from caffe.proto (they are upper case, e.g. MAX, AVE)"
+    return "check the syntax near that position against caffe.proto"
+
+
+_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|#[^\n]*|\n|[{}]|[A-Za-z_][\w.]*|:|[^\s{}:"\'#]+')
+
+
+def enclosing_layer(text, line):
+    """(name, type) of the top-level ``layer``/``layers`` block that contains ``line`` (1-based).
+
+    A light tokenizer (strings, comments, braces) so parse errors can name the layer; returns
+    (None, None) when the line is outside any layer block. Never raises.
+    """
+    try:
+        depth, cur_line, block, prev = 0, 1, None, None
+        tokens = _TOKEN.finditer(text)
+        for m in tokens:
+            tok = m.group(0)
+            if tok == "\n":
+                cur_line += 1
+                if cur_line > line and block is None:
+                    return None, None
+                continue
+            if tok.startswith("#"):
+                continue
+            if tok == "{":
+                if depth == 0 and prev in ("layer", "layers"):
+                    block = {"start": cur_line, "name": None, "type": None}
+                depth += 1
+            elif tok == "}":
+                depth = max(0, depth - 1)
+                if depth == 0 and block is not None:
+                    if block["start"] <= line <= cur_line:
+                        return block["name"], block["type"]
+                    if cur_line > line:
+                        return None, None
+                    block = None
+            elif depth == 1 and block is not None and prev in ("name", "type") and tok[:1] in "\"'":
+                block[prev] = block[prev] or tok[1:-1]
+            elif depth == 1 and block is not None and prev == "type" and tok[:1].isalpha():
+                block["type"] = block["type"] or tok  # V1 enum type, e.g. CONVOLUTION
+            if tok != ":":
+                prev = tok
+        if block is not None and block["start"] <= line:
+            return block["name"], block["type"]
+    except Exception:  # a best-effort helper for messages must never hide the real error
+        pass
+    return None, None
+
+
+def _decode_text(data, path):
+    """Bytes -> str. Invalid UTF-8 inside ``#`` comments is tolerated (Caffe ignores comments);
+    anywhere else it is a :class:`ParseError` with line and column."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise ParseError("the file is UTF-16 text, not UTF-8", file=path, hint="re-save the file as UTF-8")
+    out = []
+    for lineno, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            out.append(raw.decode("utf-8"))
+            continue
+        except UnicodeDecodeError as e:
+            bad = e.start
+        code, comment = _split_comment(raw)
+        if bad < len(code):
+            name, ltype = enclosing_layer(b"\n".join(data.split(b"\n")[:lineno]).decode("utf-8", "replace"), lineno)
+            raise ParseError(f"not UTF-8 text: byte 0x{raw[bad]:02x} at line {lineno}, column {bad + 1}",
+                             file=path, layer=name, layer_type=ltype, line=lineno, column=bad + 1,
+                             hint="re-save the file as UTF-8 (or fix the name or string that holds this byte)")
+        out.append(code.decode("utf-8") + comment.decode("utf-8", "replace"))
+    return "\n".join(out)
+
+
+def _split_comment(raw):
+    """Split one line of bytes at its first ``#`` outside a quoted string."""
+    quote = None
+    i = 0
+    while i < len(raw):
+        c = raw[i:i + 1]
+        if quote:
+            if c == b"\\":
+                i += 1
+            elif c == quote:
+                quote = None
+        elif c in (b'"', b"'"):
+            quote = c
+        elif c == b"#":
+            return raw[:i], raw[i:]
+        i += 1
+    return raw, b""
+
+
 def read_prototxt(path):
-    """Read a text prototxt (V2 ``layer`` or legacy V1 ``layers``) into a ``NetParameter``."""
+    """Read a text prototxt (V2 ``layer`` or legacy V1 ``layers``) into a ``NetParameter``.
+
+    Accepts a UTF-8 byte-order mark and CRLF or CR line endings.
+    """
     data = _read_bytes(path, "prototxt")
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise ParseError(f"not UTF-8 text: byte 0x{data[e.start]:02x} at offset {e.start} (line {line})",
-                         file=path, hint="re-save the file as UTF-8") from None
-    if "\x00" in text:
+    if b"\x00" in data and data[:2] not in (b"\xff\xfe", b"\xfe\xff"):
         raise ParseError("contains NUL bytes: this looks like a binary file, not a prototxt", file=path,
                          hint="pass the .caffemodel as the second argument")
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    text = _decode_text(data, path)
     return parse_prototxt_text(text, path)
 
 
+def _looks_like_text(data):
+    head = data[:256]
+    if any(b < 32 and b not in (9, 10, 13) or b > 126 for b in head):
+        return False
+    start = head.lstrip()
+    return start[:1] == b"#" or any(start.startswith(k) for k in (b"name", b"layer", b"input", b"state"))
+
+
 def read_caffemodel(path):
-    """Read a binary caffemodel into a ``NetParameter`` (V2 ``layer`` or V1 ``layers``)."""
+    """Read a binary caffemodel into a ``NetParameter`` (V2 ``layer`` or V1 ``layers``).
+
+    Empty, truncated and corrupted files are a :class:`ParseError`. Protobuf accepts some
+    corrupted bytes as a valid message; what such a parse yields is caught later, when the
+    blobs are matched against the net's expected shapes (:func:`weights.attach_weights`).
+    """
     from google.protobuf.message import DecodeError
 
     data = _read_bytes(path, "caffemodel")
     if not data:
-        raise ParseError("caffemodel is empty", file=path)
+        raise ParseError("caffemodel is empty (0 bytes)", file=path, hint="download or copy the file again")
+    if _looks_like_text(data):
+        raise ParseError("this is a text prototxt, not a binary caffemodel", file=path,
+                         hint="pass the prototxt first and the .caffemodel second")
     net = pb2().NetParameter()
     try:
         net.ParseFromString(data)
-    except (DecodeError, RuntimeError, ValueError) as e:
-        raise ParseError(f"not a valid caffemodel (truncated or corrupted protobuf: {e})", file=path) from None
+    except (DecodeError, RuntimeError, ValueError, TypeError, OverflowError, RecursionError) as e:
+        raise ParseError(f"not a valid caffemodel: truncated or corrupted protobuf ({len(data)} bytes; "
+                         f"{str(e) or type(e).__name__})", file=path,
+                         hint="download or copy the file again; check it is a .caffemodel") from None
     if not net.layer and not net.layers:
         raise ParseError("caffemodel holds no layers (is this a prototxt or another file type?)", file=path)
     return net
@@ -103,14 +242,20 @@ def is_legacy_blob(blob):
 
 
 def check_shape(shape, what="blob", **where):
+    """Return the element count of ``shape``; refuse negative dimensions and absurd sizes.
+
+    Called before anything of that shape is allocated. Counts are Python ints, so a
+    10^12-element shape is refused, never wrapped around.
+    """
     count = 1
     for d in shape:
+        d = int(d)
         if d < 0:
             raise ShapeError(f"{what} has a negative dimension: {tuple(shape)}", **where)
         count *= d
     if count > MAX_BLOB_ELEMENTS:
-        raise ShapeError(f"{what} shape {tuple(shape)} has {count} elements, over the limit of {MAX_BLOB_ELEMENTS}",
-                         **where)
+        raise ShapeError(f"{what} shape {tuple(shape)} has {count:,} elements, over the limit of "
+                         f"{MAX_BLOB_ELEMENTS:,} (absurd dimensions: a corrupted file or a typo?)", **where)
     return count
 
 
@@ -142,19 +287,39 @@ def array_to_blob(arr, blob=None):
 # --- writing ---------------------------------------------------------------------------
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, data):
-    """Write bytes to ``path`` through a temporary file in the same directory, then rename."""
+    """Write bytes to ``path`` through a temporary file in the same directory, then rename.
+
+    After any failure (an ``OSError``, or an exception raised while producing ``data``) the
+    temporary file is removed, and an existing ``path`` is left exactly as it was.
+    The new file gets the usual permissions (0666 minus the umask), not mkstemp's 0600.
+    """
     p = Path(path)
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.exists():
-        raise OutputError(f"output directory {parent} does not exist", file=path)
+        raise OutputError(f"output directory {parent} does not exist", file=path,
+                          hint=f"create it first (mkdir -p {parent})")
+    if not parent.is_dir():
+        raise OutputError(f"{parent} is not a directory", file=path)
+    if p.is_dir():
+        raise OutputError("the output path is a directory", file=path, hint="give a file name")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=parent)
     except OSError as e:
-        raise OutputError(f"cannot write here: {e.strerror}", file=path) from None
+        raise OutputError(f"cannot write here: {e.strerror}", file=path,
+                          hint="choose a writable output directory") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, p)
     except BaseException as e:
         try:
@@ -162,14 +327,14 @@ def atomic_write(path, data):
         except OSError:
             pass
         if isinstance(e, OSError):
-            raise OutputError(f"cannot write: {e.strerror}", file=path) from None
+            raise OutputError(f"cannot write: {e.strerror or e}", file=path) from None
         raise
 
 
 def prototxt_text(net):
     from google.protobuf import text_format
 
-    return text_format.MessageToString(net, float_format=".9g")
+    return text_format.MessageToString(net)  # floats print as the shortest repr that round-trips
 
 
 def write_prototxt(net, path):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from ..errors import ShapeError
+from ..errors import GraphError, ShapeError
 from .io import check_shape
 
 RULES = {}
@@ -25,11 +25,49 @@ def rule(*types):
 
 
 class _Err:
-    def __init__(self, layer, path):
-        self.layer, self.path = layer, path
+    """Builds a layer's ShapeError, and records its warnings on the net (``err.warn``)."""
+
+    def __init__(self, layer, path, net=None):
+        self.layer, self.path, self.net = layer, path, net
 
     def __call__(self, msg, hint=None):
         return ShapeError(msg, file=self.path, layer=self.layer.name, layer_type=self.layer.type, hint=hint)
+
+    def warn(self, msg):
+        if self.net is not None:
+            self.net.warn(f"layer '{self.layer.name}' ({self.layer.type}): {msg}")
+
+
+# Blob counts Caffe's Layer::CheckBlobCounts enforces: type -> (min bottoms, max bottoms,
+# min tops, max tops); None = no limit. "=" in the tops slot: as many tops as bottoms.
+_ARITY = {
+    "Convolution": (1, None, "=", None), "ConvolutionDepthwise": (1, None, "=", None),
+    "DepthwiseConvolution": (1, None, "=", None), "Deconvolution": (1, None, "=", None),
+    "Pooling": (1, 1, 1, 2), "InnerProduct": (1, 1, 1, 1), "Split": (1, 1, 1, None),
+    "Slice": (1, 1, 1, None), "Eltwise": (2, None, 1, 1), "Concat": (1, None, 1, 1),
+    "Crop": (2, 2, 1, 1), "Axpy": (3, 3, 1, 1), "Scale": (1, 2, 1, 1), "Bias": (1, 2, 1, 1),
+    "Flatten": (1, 1, 1, 1), "Reshape": (1, 1, 1, 1), "Permute": (1, 1, 1, 1), "ArgMax": (1, 1, 1, 1),
+    "Reduction": (1, 1, 1, 1), "Tile": (1, 1, 1, 1),
+}
+
+
+def check_arity(L, err):
+    """Refuse a layer with a bottom/top count Caffe refuses (before any shape rule indexes them)."""
+    if L.type in _ARITY:
+        bmin, bmax, tmin, tmax = _ARITY[L.type]
+    elif L.type in _SAME:
+        bmin, bmax, tmin, tmax = 1, 1, 1, 1
+    else:
+        return
+    nb, nt = len(L.bottoms), len(L.tops)
+    if tmin == "=":
+        tmin = tmax = nb
+    if nb < bmin or (bmax is not None and nb > bmax) or nt < tmin or (tmax is not None and nt > tmax):
+        def span(lo, hi):
+            return str(lo) if lo == hi else (f"at least {lo}" if hi is None else f"{lo} to {hi}")
+        raise GraphError(f"{L.type} takes {span(bmin, bmax)} bottom(s) and {span(tmin, tmax)} top(s), "
+                         f"but this layer has {nb} bottom(s) and {nt} top(s)", file=err.path, layer=L.name,
+                         layer_type=L.type)
 
 
 def _pair(values, h_field, w_field, p, default, name, err):
@@ -72,10 +110,9 @@ def _need4(shape, err, what="bottom"):
 @rule("Convolution", "ConvolutionDepthwise", "DepthwiseConvolution")
 def _conv(L, ins, err):
     p = L.param.convolution_param
-    x = ins[0]
+    x = _same_bottoms(ins, err)
     _need4(x, err)
-    if p.axis != 1:
-        raise err(f"convolution axis {p.axis} is not supported (only axis 1)")
+    _conv_checks(p, err)
     k, s, pd, d = conv_geometry(p, err)
     n, c, h, w = x
     group = c if L.type != "Convolution" else (p.group or 1)
@@ -86,14 +123,36 @@ def _conv(L, ins, err):
     if oh <= 0 or ow <= 0:
         raise err(f"output would be {oh}x{ow}: the kernel does not fit the {h}x{w} input")
     params = [(p.num_output, c // group, k[0], k[1])] + ([(p.num_output,)] if p.bias_term else [])
-    return [(n, p.num_output, oh, ow)], params
+    return [(n, p.num_output, oh, ow)] * len(ins), params
+
+
+def _same_bottoms(ins, err):
+    """Caffe's convolutions accept several bottoms (one top each, shared weights) of one shape."""
+    for y in ins[1:]:
+        if tuple(y) != tuple(ins[0]):
+            raise err(f"all bottoms must have the same shape: {tuple(ins[0])} vs {tuple(y)}")
+    return ins[0]
+
+
+def _conv_checks(p, err):
+    """Fields of ConvolutionParameter that change the result are refused or warned about."""
+    if p.axis != 1:
+        raise err(f"convolution axis {p.axis} is not supported (only axis 1, the channel axis)",
+                  hint="transpose the input so that channels are axis 1")
+    if p.num_output == 0:
+        raise err("num_output must be positive. Received: 0")
+    # force_nd_im2col only picks Caffe's N-d im2col code path; the result is identical.
+    if p.engine == p.CUDNN and any(v > 1 for v in p.dilation):
+        err.warn("engine CUDNN with dilation > 1 is refused by Caffe built with cuDNN; "
+                 "converted with the CAFFE engine's (dilated) semantics")
 
 
 @rule("Deconvolution")
 def _deconv(L, ins, err):
     p = L.param.convolution_param
-    x = ins[0]
+    x = _same_bottoms(ins, err)
     _need4(x, err)
+    _conv_checks(p, err)
     k, s, pd, d = conv_geometry(p, err)
     n, c, h, w = x
     group = p.group or 1
@@ -104,7 +163,7 @@ def _deconv(L, ins, err):
     if oh <= 0 or ow <= 0:
         raise err(f"output would be {oh}x{ow}")
     params = [(c, p.num_output // group, k[0], k[1])] + ([(p.num_output,)] if p.bias_term else [])
-    return [(n, p.num_output, oh, ow)], params
+    return [(n, p.num_output, oh, ow)] * len(ins), params
 
 
 def pooling_geometry(L, x, err):
@@ -112,8 +171,8 @@ def pooling_geometry(L, x, err):
     p = L.param.pooling_param
     n, c, h, w = x
     if p.global_pooling:
-        if p.HasField("kernel_size") or p.HasField("kernel_h"):
-            raise err("global_pooling and kernel_size cannot both be set")
+        if p.HasField("kernel_size") or p.HasField("kernel_h") or p.HasField("kernel_w"):
+            raise err("global_pooling and kernel_size cannot both be set", hint="remove kernel_size")
         return (h, w), (1, 1), (0, 0), (1, 1), True
     if p.HasField("kernel_size"):
         if p.HasField("kernel_h") or p.HasField("kernel_w"):
@@ -130,18 +189,43 @@ def pooling_geometry(L, x, err):
     if pd[0] >= k[0] or pd[1] >= k[1]:
         raise err(f"pad {pd} must be smaller than the kernel {k}")
     ceil = pooling_ceil(L, err)
-    rnd = math.ceil if ceil else math.floor
-    oh = int(rnd((h + 2 * pd[0] - k[0]) / s[0])) + 1
-    ow = int(rnd((w + 2 * pd[1] - k[1]) / s[1])) + 1
-    if pd[0] or pd[1]:
-        # Caffe clips a last window that would start inside the bottom/right padding.
-        if (oh - 1) * s[0] >= h + pd[0]:
-            oh -= 1
-        if (ow - 1) * s[1] >= w + pd[1]:
-            ow -= 1
+    oh, ow = (_pool_out(size, kk, ss, pp, ceil) for size, kk, ss, pp in zip((h, w), k, s, pd))
     if oh <= 0 or ow <= 0:
         raise err(f"output would be {oh}x{ow}: the kernel {k} does not fit the {h}x{w} input")
     return k, s, pd, (oh, ow), False
+
+
+def _pool_out(size, k, s, pad, ceil):
+    """Caffe's pooled size, in exact integer arithmetic (ceil or floor of (size+2p-k)/s, plus 1)."""
+    num = size + 2 * pad - k
+    out = (-(-num // s) if ceil else num // s) + 1
+    # Caffe clips a last window that would start inside the bottom/right padding.
+    if pad and (out - 1) * s >= size + pad:
+        out -= 1
+    return out
+
+
+def _pool_checks(L, x, err):
+    """Warn about PoolingParameter fields that are ignored or whose effect depends on the engine."""
+    p = L.param.pooling_param
+    if p.global_pooling:
+        pads = (p.pad, p.pad_h, p.pad_w)
+        strides = [v for f, v in (("stride", p.stride), ("stride_h", p.stride_h), ("stride_w", p.stride_w))
+                   if p.HasField(f)]
+        if any(pads):
+            err.warn("pad is ignored with global_pooling (BVLC Caffe refuses pad != 0 here; a fork that "
+                     "accepts it may pool over a padded window): converted as an unpadded global pooling")
+        if any(v != 1 for v in strides):
+            err.warn("stride is ignored with global_pooling (the output is 1x1 either way)")
+        return
+    if p.engine == p.CUDNN and p.pool == p.AVE and len(L.tops) == 1:
+        k, s, pd, (oh, ow), _ = pooling_geometry(L, x, err)
+        over = any((o - 1) * st + kk > size + 2 * pp for o, st, kk, size, pp in zip((oh, ow), s, k, x[2:], pd))
+        if over:
+            err.warn("engine CUDNN average pooling divides the overhanging last window by the full kernel "
+                     "size, while the CAFFE engine divides by the part inside the padded input: "
+                     "converted with the CAFFE engine's semantics, the last row/column may differ "
+                     "from a cuDNN-run Caffe")
 
 
 def pooling_ceil(L, err=None):
@@ -165,7 +249,8 @@ def _pool(L, ins, err):
     x = ins[0]
     _need4(x, err)
     _, _, _, (oh, ow), _ = pooling_geometry(L, x, err)
-    return [(x[0], x[1], oh, ow)], []
+    _pool_checks(L, x, err)
+    return [(x[0], x[1], oh, ow)] * len(L.tops), []
 
 
 def _axis(a, rank, err):
@@ -199,6 +284,8 @@ def _same(L, ins, err):
             raise err(f"BatchNorm needs at least 2 axes, got shape {tuple(x)}")
         params = [(x[1],), (x[1],), (1,)]
     elif t == "PReLU":
+        if len(x) < 2 and not L.param.prelu_param.channel_shared:
+            raise err(f"PReLU needs a channel axis, got shape {tuple(x)}")
         params = [()] if L.param.prelu_param.channel_shared else [(x[1],)]
     elif t in ("Scale", "Bias"):
         p = L.param.scale_param if t == "Scale" else L.param.bias_param
@@ -222,6 +309,8 @@ def _same(L, ins, err):
             if t == "Scale" and p.bias_term:
                 params = [tuple(y)]
     elif t == "Normalize":
+        if len(x) < 2:
+            raise err(f"Normalize needs a channel axis, got shape {tuple(x)}")
         params = [(1,)] if L.param.norm_param.channel_shared else [(x[1],)]
     elif t == "Softmax":
         _axis(L.param.softmax_param.axis, len(x), err)
@@ -247,7 +336,12 @@ def _eltwise(L, ins, err):
 
 @rule("Axpy")
 def _axpy(L, ins, err):
-    return [tuple(ins[1])], []
+    a, x, y = (tuple(v) for v in ins)
+    if x != y:
+        raise err(f"Axpy's second and third bottoms differ in shape: {x} vs {y}")
+    if len(a) < 2 or a[:2] != x[:2] or any(d != 1 for d in a[2:]):
+        raise err(f"Axpy's first bottom {a} must be N x C (x 1 x 1) of the bottom {x}")
+    return [x], []
 
 
 @rule("Concat")
@@ -359,7 +453,11 @@ def _crop(L, ins, err):
         raise err("Crop needs two bottoms (the blob to crop and the reference)")
     x, ref = ins
     p = L.param.crop_param
+    if len(x) != len(ref):
+        raise err(f"Crop bottoms have different ranks: {tuple(x)} and {tuple(ref)}")
     a = _axis(p.axis, len(x), err)
+    if len(p.offset) not in (0, 1, len(x) - a):
+        raise err(f"crop has {len(p.offset)} offsets; give 0, 1 or {len(x) - a} (one per cropped axis)")
     offs = crop_offsets(L, len(x))
     out = list(x)
     for i in range(a, len(x)):
@@ -437,23 +535,48 @@ def _tile(L, ins, err):
 
 
 def infer_shapes(net):
-    """Fill ``net.shapes`` and each layer's ``top_shapes`` and ``param_shapes``."""
+    """Fill ``net.shapes`` and each layer's ``top_shapes`` and ``param_shapes``.
+
+    Blob counts, top shapes and weight shapes are all checked before anything of that size
+    exists: a zero, negative or absurd dimension is a :class:`ShapeError` naming the layer.
+    """
     for L in net.layers:
+        err = _Err(L, net.path, net)
         if not L.bottoms:
             L.param_shapes = []
+            if len(L.top_shapes) != len(L.tops):  # a non-input layer without bottoms: unknown
+                L.top_shapes = [net.shapes.get(t) for t in L.tops]
+                for t in L.tops:
+                    net.shapes.setdefault(t, None)
             continue
-        err = _Err(L, net.path)
+        check_arity(L, err)
         ins = [net.shapes.get(b) for b in L.bottoms]
         fn = RULES.get(L.type)
         if fn is None or any(s is None for s in ins):
             outs, params = [None] * len(L.tops), None
         else:
-            outs, params = fn(L, ins, err)
-            for s in outs:
-                check_shape(s, "top blob", file=net.path, layer=L.name, layer_type=L.type)
-                if any(d <= 0 for d in s):
-                    raise err(f"top shape {s} has a zero or negative dimension")
+            outs, params = _apply(fn, L, ins, err)
         L.top_shapes = list(outs)
         L.param_shapes = params
         for t, s in zip(L.tops, outs):
             net.shapes[t] = s
+
+
+def _apply(fn, L, ins, err):
+    try:
+        outs, params = fn(L, ins, err)
+    except (IndexError, KeyError, ValueError, TypeError, ZeroDivisionError, OverflowError) as e:
+        # A rule met a combination it does not handle: report it as this layer's problem.
+        raise err(f"cannot infer the output shape from bottoms {[tuple(s) for s in ins]} "
+                  f"({type(e).__name__}: {e})") from None
+    if len(outs) != len(L.tops):
+        raise err(f"the layer has {len(L.tops)} top(s) but {L.type} produces {len(outs)}")
+    for s in outs:
+        check_shape(s, "top blob", file=err.path, layer=L.name, layer_type=L.type)
+        if any(d <= 0 for d in s):
+            raise err(f"top shape {s} has a zero or negative dimension")
+    for i, s in enumerate(params or []):
+        check_shape(s, f"weight blob {i}", file=err.path, layer=L.name, layer_type=L.type)
+        if any(d <= 0 for d in s):
+            raise err(f"weight blob {i} would have shape {tuple(s)}, with a zero or negative dimension")
+    return outs, params
