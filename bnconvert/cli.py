@@ -60,6 +60,12 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("bnconvert: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except Exception as e:  # an unexpected failure still gets one line, not a traceback
         if debug:
             raise

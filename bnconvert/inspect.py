@@ -85,7 +85,7 @@ _DATA_PARAMS = {"Data": "data_param", "ImageData": "image_data_param", "HDF5Data
 
 def _declaration(raw, lp):
     """How an input layer of the upgraded net was written in the original file."""
-    if raw.input and lp.type == "Input" and list(lp.top) == list(raw.input) and lp.name == "input":
+    if raw.input and lp.type == "Input" and list(lp.top) == list(raw.input):  # made by upgrade_input
         return "input + input_shape" if raw.input_shape else "input + input_dim"
     return f"{lp.type} layer" + (" (V1 'layers')" if raw.layers else "")
 

@@ -179,7 +179,7 @@ def build_graph(net_param, *, phase="TEST", level=0, stages=(), input_shapes=Non
         outputs: blob names to use as outputs instead of the unconsumed blobs.
         path: the prototxt path, for messages.
     """
-    phase = phase.upper()
+    phase = str(phase).upper()
     if phase not in ("TEST", "TRAIN"):
         raise ParseError(f"phase must be TEST or TRAIN. Received: {phase!r}", file=path)
     if net_param.layers:
@@ -241,7 +241,11 @@ def build_graph(net_param, *, phase="TEST", level=0, stages=(), input_shapes=Non
                     raise ShapeError(f"the shape of input blob '{t}' is not declared", file=path, layer=lp.name,
                                      layer_type=lp.type,
                                      hint=f"pass --input-shape {t}=N,C,H,W (or input_shapes={{'{t}': (N, C, H, W)}})")
-                shape = tuple(int(d) for d in shape)
+                try:
+                    shape = tuple(int(d) for d in shape)
+                except (TypeError, ValueError):
+                    raise ShapeError(f"input blob '{t}' has an invalid shape {shape!r}", file=path, layer=lp.name,
+                                     layer_type=lp.type, hint="give a sequence of positive integers") from None
                 if not shape or any(d <= 0 for d in shape):
                     raise ShapeError(f"input blob '{t}' has an invalid shape {shape}", file=path, layer=lp.name,
                                      layer_type=lp.type, hint="every dimension must be positive")

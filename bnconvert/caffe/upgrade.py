@@ -42,7 +42,10 @@ def upgrade_v1_layer(v1, path=None):
                          file=path, layer=v1.name or v1.layer.name,
                          hint="upgrade the net with Caffe's upgrade_net_proto_text tool first")
     out.name = v1.name
-    type_name = caffe_pb2.V1LayerParameter.LayerType.Name(v1.type)
+    try:
+        type_name = caffe_pb2.V1LayerParameter.LayerType.Name(v1.type)
+    except ValueError:
+        raise ParseError(f"unknown V1 layer type number {v1.type}", file=path, layer=v1.name) from None
     out.type = V1_TYPES.get(type_name, type_name)
     out.bottom.extend(v1.bottom)
     out.top.extend(v1.top)
@@ -93,6 +96,9 @@ def upgrade_input(net, path=None):
     caffe_pb2 = pb2()
     n = len(net.input)
     shapes = []
+    if net.input_shape and net.input_dim:
+        raise ParseError("the net gives both input_shape and input_dim", file=path,
+                         hint="keep only input_shape (input_dim is the deprecated form)")
     if net.input_shape:
         if len(net.input_shape) != n:
             raise ParseError(f"{n} inputs but {len(net.input_shape)} input_shape blocks", file=path)
@@ -106,7 +112,11 @@ def upgrade_input(net, path=None):
     else:
         raise ParseError("'input:' declared without input_dim or input_shape", file=path,
                          hint="add input_shape { dim: N dim: C dim: H dim: W } or use --input-shape")
-    layer = caffe_pb2.LayerParameter(name="input", type="Input")
+    taken = {lp.name for lp in net.layer}
+    name, i = "input", 1
+    while name in taken:  # Caffe calls it "input"; never clash with a layer of that name
+        name, i = f"input_{i}", i + 1
+    layer = caffe_pb2.LayerParameter(name=name, type="Input")
     layer.top.extend(net.input)
     for s in shapes:
         layer.input_param.shape.add().dim.extend(s)

@@ -1,7 +1,7 @@
 """Matching caffemodel blobs to the net's layers, by layer name, as Caffe's copy_from does."""
 from __future__ import annotations
 
-import numpy as np
+import math
 
 from ..errors import WeightMismatchError
 from .io import blob_shape, blob_to_array, is_legacy_blob
@@ -56,9 +56,10 @@ def attach_weights(net, model, model_path, *, allow_missing=False):
         if src.type and L.type and src.type != L.type:
             net.warn(f"layer '{L.name}' is {L.type} in the prototxt but {src.type} in the caffemodel")
         if expected is not None and len(src.blobs) != len(expected):
+            got = [tuple(blob_shape(b)) for b in src.blobs]
             raise WeightMismatchError(
-                f"the caffemodel has {len(src.blobs)} blobs for this layer but the prototxt defines "
-                f"{len(expected)} (shapes {[tuple(s) for s in expected]})", **where,
+                f"the caffemodel has {len(src.blobs)} blob(s) for this layer {got} but the prototxt defines "
+                f"{len(expected)} {[tuple(s) for s in expected]} (Caffe refuses this too)", **where,
                 hint="check bias_term and that the caffemodel belongs to this prototxt")
         blobs = []
         for i, b in enumerate(src.blobs):
@@ -74,10 +75,7 @@ def attach_weights(net, model, model_path, *, allow_missing=False):
             blobs.append(arr)
         L.blobs = blobs
     if missing and not allow_missing:
-        listing = ", ".join(f"{n} (type {t})" for n, t in missing)
-        raise WeightMismatchError(f"no weights in the caffemodel for layer(s) {listing}", file=model_path,
-                                  hint="check that the caffemodel was trained with this prototxt (layers are "
-                                       "matched by name)")
+        raise _missing_error(missing, used, by_name, model_path)
     for n, t in missing:
         net.warn(f"layer '{n}' ({t}) has no weights in the caffemodel")
     net_names = {L.name for L in net.layers}
@@ -95,12 +93,35 @@ def attach_weights(net, model, model_path, *, allow_missing=False):
         net.warn(f"caffemodel layer '{lp.name}' ({lp.type}, {len(lp.blobs)} blobs) is not converted: {reason}")
 
 
+def _listing(items, limit=8):
+    items = list(items)
+    text = ", ".join(items[:limit])
+    return text + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def _missing_error(missing, used, by_name, model_path):
+    """One error listing every layer without weights, and what the caffemodel holds instead."""
+    listing = _listing(f"{n} (type {t})" for n, t in missing)
+    with_blobs = [n for n, lp in by_name.items() if len(lp.blobs)]
+    if not used and with_blobs:
+        return WeightMismatchError(
+            f"no layer name matches: the prototxt's layers {listing} have no weights, and the caffemodel's "
+            f"{len(with_blobs)} layer(s) with weights are named {_listing(with_blobs)}", file=model_path,
+            hint="this caffemodel belongs to another net; pass the one trained with this prototxt")
+    unmatched = [n for n in with_blobs if n not in used]
+    extra = f"; unmatched caffemodel layers: {_listing(unmatched)}" if unmatched else ""
+    return WeightMismatchError(f"no weights in the caffemodel for {len(missing)} layer(s): {listing}{extra}",
+                               file=model_path,
+                               hint="check that the caffemodel was trained with this prototxt (layers are matched "
+                                    "by name), or rename the layers")
+
+
 class _ShapeOnly:
     """Shape carrier so blob shapes can be checked before their data is copied."""
 
     def __init__(self, shape):
         self.shape = tuple(shape)
-        self.size = int(np.prod(shape)) if len(shape) else 1
+        self.size = math.prod(self.shape)
 
     def reshape(self, shape):
         return _ShapeOnly(shape)
