@@ -248,28 +248,30 @@ class CaffeScale(keras.layers.Layer):
 class BroadcastTo(keras.layers.Layer):
     """Reshape the second input so it broadcasts against the first, then combine them.
 
-    Used for Caffe's two-bottom Scale (``x * y`` with y covering axes ``axis..``) and Axpy.
+    Used for Caffe's two-bottom Scale (``x * y`` with y covering axes ``axis..``), two-bottom
+    Bias (``x + y``) and Axpy.
 
     Args:
         target_shape: the shape (without batch) y takes before broadcasting.
-        op: "mul" for ``x * y``, "axpy" for ``a * x + y`` with inputs (a, x, y).
+        op: "mul" for ``x * y``, "add" for ``x + y``, "axpy" for ``a * x + y`` with inputs (a, x, y).
     """
 
     def __init__(self, target_shape, op="mul", **kwargs):
         super().__init__(**kwargs)
-        _check(op in ("mul", "axpy"), "`op` must be 'mul' or 'axpy'.", f"op={op!r}")
+        _check(op in ("mul", "add", "axpy"), "`op` must be 'mul', 'add' or 'axpy'.", f"op={op!r}")
         self.target_shape = tuple(int(d) for d in target_shape)
         self.op = op
 
     def call(self, inputs):
-        if self.op == "mul":
+        if self.op in ("mul", "add"):
             x, y = inputs
-            return x * ops.reshape(y, (-1,) + self.target_shape)
+            y = ops.reshape(y, (-1,) + self.target_shape)
+            return x * y if self.op == "mul" else x + y
         a, x, y = inputs
         return ops.reshape(a, (-1,) + self.target_shape) * x + y
 
     def compute_output_shape(self, input_shapes):
-        return tuple(input_shapes[0] if self.op == "mul" else input_shapes[1])
+        return tuple(input_shapes[1] if self.op == "axpy" else input_shapes[0])
 
     def get_config(self):
         return {**super().get_config(), "target_shape": self.target_shape, "op": self.op}

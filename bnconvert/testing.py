@@ -43,13 +43,14 @@ def random_blobs(layer, shapes, rng, bn_factor=None):
     return out
 
 
-def random_caffemodel(prototxt, out_path, *, seed=0, input_shapes=None, phase="TEST", bn_factor=None):
+def random_caffemodel(prototxt, out_path, *, seed=0, input_shapes=None, phase="TEST", stages=(), bn_factor=None):
     """Write a caffemodel with random weights for every layer of ``prototxt``'s inference graph.
 
     Returns the :class:`~bnconvert.caffe.graph.Net` (with ``blobs`` filled).
     """
     net_param, upgrades = parse_net(prototxt)
-    net = build_graph(net_param, phase=phase, input_shapes=input_shapes, path=prototxt, upgrades=upgrades)
+    net = build_graph(net_param, phase=phase, stages=stages, input_shapes=input_shapes, path=prototxt,
+                      upgrades=upgrades)
     rng = np.random.default_rng(seed)
     model = pb2().NetParameter(name=net.name)
     for L in net.layers:

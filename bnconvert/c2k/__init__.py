@@ -17,14 +17,13 @@ from ._context import LayerContext
 class Namer:
     """Unique Keras layer names; a layer producing a net output is named after that output blob."""
 
-    def __init__(self, net, merged):
+    def __init__(self, net):
         self.used = set()
         self.reserved = {}
         for bid in net.outputs:
-            producer = net.producer[bid]
-            owner = merged.get(producer.name, producer)
+            producer = net.producer[bid]  # for a merged BatchNorm+Scale this is the Scale
             if len(producer.tops) == 1:
-                self.reserved[owner.name] = keras_name(net.caffe_name[bid])
+                self.reserved[producer.name] = keras_name(net.caffe_name[bid])
         self.reserved_names = set(self.reserved.values())
 
     def unique(self, base):
@@ -117,7 +116,7 @@ def convert_net(net, *, on_batch_stats="convert", progress=None):
         raise ConversionError(f"cannot infer the shapes of layer(s) {missing_shapes[:5]}", file=net.path)
 
     eng = Engine(net, {"on_batch_stats": on_batch_stats})
-    eng.namer = Namer(net, merged)
+    eng.namer = Namer(net)
     inputs = []
     for bid in net.inputs:
         shape = net.shapes[bid]

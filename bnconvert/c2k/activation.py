@@ -71,11 +71,11 @@ def prelu(ctx):
     ch = lay.keras_axis(1, rank, lo)
     axes = list(range(1, rank)) if shared else [a for a in range(1, rank) if a != ch]
     alpha_shape = [1] * (rank - 1)
-    a = np.asarray(ctx.blob(0), np.float32).reshape(-1)
     if not shared:
         alpha_shape[ch - 1] = ctx.in_shape(0)[1]
+    alpha = np.asarray(ctx.blob(0), np.float32).reshape(alpha_shape)
     layer = keras.layers.PReLU(shared_axes=axes or None, name=ctx.name())
-    return apply(layer, x, [np.broadcast_to(a, alpha_shape).copy()]), [lo]
+    return apply(layer, x, [alpha]), [lo]
 
 
 @caffe_layer("Softmax")

@@ -1,8 +1,10 @@
 """ArgMax and Reduction."""
 from __future__ import annotations
 
+import math
+
 from .. import layout as lay
-from .._lazy import kl
+from .._lazy import keras, kl
 from ..registry import caffe_layer
 
 
@@ -12,17 +14,25 @@ def argmax(ctx):
     p = ctx.p.argmax_param
     rank = len(ctx.in_shape(0))
     if not p.HasField("axis"):
-        if rank != 2 or p.out_max_val:
-            raise ctx.error("ArgMax without axis is supported only for 2-d bottoms without out_max_val",
-                            hint="set argmax_param { axis: 1 }")
-        y = kl.CaffeReduce("argmax", (1,), top_k=p.top_k, name=ctx.name("argmax"))(ctx.input(0, lay.CAFFE))
-        from .._lazy import keras
-
-        return keras.layers.Reshape((1, p.top_k), name=ctx.name())(y), [lay.CAFFE]
+        return _argmax_flat(ctx, p), [lay.CAFFE]
     lo = ctx.common_layout()
     axis = lay.keras_axis(lay.caffe_axis(p.axis, rank), rank, lo)
     op = "maxval" if p.out_max_val else "argmax"
     return kl.CaffeReduce(op, (axis,), top_k=p.top_k, name=ctx.name())(ctx.input(0, lo)), [lo]
+
+
+def _argmax_flat(ctx, p):
+    """ArgMax over all of C,H,W (Caffe order): top (N, 1, k[, 1]) of indices, or (N, 2, k[, 1]) of
+    indices then values with out_max_val."""
+    shape = ctx.in_shape(0)
+    x = ctx.input(0, lay.CAFFE)
+    if len(shape) > 2:
+        x = keras.layers.Reshape((math.prod(shape[1:]),), name=ctx.name("flat"))(x)
+    ops = ("argmax", "maxval") if p.out_max_val else ("argmax",)
+    parts = [keras.layers.Reshape((1, p.top_k), name=ctx.name(f"{op}_row"))(
+        kl.CaffeReduce(op, (1,), top_k=p.top_k, name=ctx.name(op))(x)) for op in ops]
+    y = keras.layers.Concatenate(axis=1, name=ctx.name("rows"))(parts) if len(parts) > 1 else parts[0]
+    return keras.layers.Reshape(tuple(ctx.out_shape(0)[1:]), name=ctx.name())(y)
 
 
 @caffe_layer("Reduction")

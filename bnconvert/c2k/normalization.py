@@ -56,15 +56,7 @@ def scale(ctx):
     shape = ctx.in_shape(0)
     rank = len(shape)
     if len(ctx.layer.bottoms) == 2:
-        lo = ctx.common_layout()
-        x, y = ctx.input(0, lo), ctx.input(1, lo if len(ctx.in_shape(1)) == rank else None)
-        target, _ = _target(ctx.in_shape(1), p.axis, rank, lo)
-        out = kl.BroadcastTo(target, "mul", name=ctx.name("mul") if p.bias_term else ctx.name())([x, y])
-        if p.bias_term:
-            b = ctx.blob(0)
-            t, order = _target(b.shape, p.axis, rank, lo)
-            out = apply(kl.CaffeScale(t, use_scale=False, name=ctx.name()), out, [b.transpose(order).reshape(t)])
-        return out
+        return _scale_by_bottom(ctx, p, rank)
     lo = ctx.common_layout()
     x = ctx.input(0, lo)
     g = ctx.blob(0)
@@ -75,6 +67,27 @@ def scale(ctx):
     return apply(kl.CaffeScale(t, use_bias=p.bias_term, name=ctx.name()), x, weights), [lo]
 
 
+def _scale_by_bottom(ctx, p, rank, op="mul"):
+    """x * y (or x + y) with y broadcast from Caffe axis ``axis`` on, plus an optional learned bias."""
+    yshape = ctx.in_shape(1)
+    lo = ctx.common_layout()
+    target, order = _target(yshape, p.axis, rank, lo)
+    if tuple(order) != tuple(range(len(yshape))):  # y's axes would need a transpose: work in Caffe order
+        lo = lay.CAFFE
+        target, _ = _target(yshape, p.axis, rank, lo)
+    x, y = ctx.input(0, lo), ctx.input(1, lo if len(yshape) == rank else None)
+    bias_term = op == "mul" and p.bias_term
+    if bias_term and lay.caffe_axis(p.axis, rank) == 0:
+        raise ctx.error("a bias over the batch axis (axis: 0 with bias_term) has no Keras equivalent",
+                        hint="move the bias to a separate Bias layer over axis 1")
+    out = kl.BroadcastTo(target, op, name=ctx.name("mul") if bias_term else ctx.name())([x, y])
+    if bias_term:
+        b = ctx.blob(0)
+        t, order = _target(b.shape, p.axis, rank, lo)
+        out = apply(kl.CaffeScale(t, use_scale=False, name=ctx.name()), out, [b.transpose(order).reshape(t)])
+    return out, [lo]
+
+
 def _target(param_shape, axis, rank, lo):
     return lay.broadcast_shape_for(tuple(param_shape), axis, rank, lo)
 
@@ -83,8 +96,8 @@ def _target(param_shape, axis, rank, lo):
 def bias(ctx):
     """A learned additive parameter broadcast over axes axis..axis+num_axes."""
     p = ctx.p.bias_param
-    if len(ctx.layer.bottoms) != 1:
-        raise ctx.error("Bias with two bottoms is not supported")
+    if len(ctx.layer.bottoms) == 2:
+        return _scale_by_bottom(ctx, p, len(ctx.in_shape(0)), op="add")
     lo = ctx.common_layout()
     rank = len(ctx.in_shape(0))
     b = ctx.blob(0)

@@ -95,17 +95,15 @@ def permute(ctx):
         raise ctx.error(f"permuting the batch axis (order {order}) is not supported")
     lo = ctx.common_layout()
     x = ctx.input(0, lo)
-    to_caffe = lay.NHWC_TO_NCHW if lo.kind == "nhwc" else tuple(range(rank))
-    # Keras axis holding Caffe input axis i:
-    k_of = [to_caffe.index(i) if lo.kind == "nhwc" else i for i in range(rank)]
-    perm_caffe_out = [k_of[o] for o in order]  # result in Caffe order
+    k_in = [lay.keras_axis(i, rank, lo) for i in range(rank)]  # Keras axis holding Caffe input axis i
+    perm_caffe_out = [k_in[o] for o in order]  # the result in Caffe order
     candidates = [(perm_caffe_out, lay.CAFFE)]
     if rank == 4:
         candidates.insert(0, ([perm_caffe_out[i] for i in lay.NCHW_TO_NHWC], lay.NHWC))
     for perm, out_lo in candidates:
         if perm == list(range(rank)):
             return keras.layers.Identity(name=ctx.name())(x), [out_lo]
-    perm, out_lo = candidates[-1]
+    perm, out_lo = candidates[0]
     return keras.layers.Permute(tuple(perm[1:]), name=ctx.name())(x), [out_lo]
 
 
