@@ -19,6 +19,9 @@ class Registry:
         self._loaded = False
 
     def register(self, *types, doc=None):
+        """Decorator registering ``fn`` for ``types``; ``doc`` (a string, or a dict by type) overrides
+        the first docstring line shown in the supported-layer table."""
+
         def deco(fn):
             for t in types:
                 if t in self._handlers:
@@ -28,7 +31,8 @@ class Registry:
                         f"{fn.__module__}.{fn.__name__})"
                     )
                 self._handlers[t] = fn
-                self._docs[t] = doc or (fn.__doc__ or "").strip().splitlines()[0:1]
+                text = doc.get(t) if isinstance(doc, dict) else doc
+                self._docs[t] = text or (fn.__doc__ or "").strip().split("\n")[0]
             return fn
 
         return deco
@@ -56,10 +60,7 @@ class Registry:
 
     def doc(self, layer_type):
         self.load()
-        d = self._docs.get(layer_type)
-        if isinstance(d, list):
-            return d[0] if d else ""
-        return d or ""
+        return self._docs.get(layer_type, "")
 
 
 # Family modules are every public module of these packages (conv.py, pooling.py, ...).

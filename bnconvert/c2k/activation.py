@@ -46,7 +46,19 @@ def dropout(ctx):
     return _same_layout(ctx, keras.layers.Dropout(float(ctx.p.dropout_param.dropout_ratio), name=ctx.name()))
 
 
-@caffe_layer("AbsVal", "BNLL", "Power", "Exp", "Log", "Threshold", "Clip", "Swish")
+_UNARY_DOCS = {
+    "AbsVal": "CaffeUnary(op='abs'): |x|.",
+    "BNLL": "CaffeUnary(op='bnll'): log(1 + exp(x)), computed stably.",
+    "Power": "CaffeUnary(op='power'): (shift + scale*x) ** power.",
+    "Exp": "CaffeUnary(op='exp'): base ** (shift + scale*x) (e when base is -1).",
+    "Log": "CaffeUnary(op='log'): log_base(shift + scale*x).",
+    "Threshold": "CaffeUnary(op='threshold'): 1 where x > threshold, else 0.",
+    "Clip": "CaffeUnary(op='clip'): x clipped to [min, max].",
+    "Swish": "CaffeUnary(op='swish'): x * sigmoid(beta*x).",
+}
+
+
+@caffe_layer(*_UNARY_DOCS, doc=_UNARY_DOCS)
 def unary(ctx):
     """CaffeUnary with the layer's parameters."""
     t, p = ctx.layer.type, ctx.p

@@ -1,0 +1,105 @@
+"""Loading Keras files, refusing what cannot be converted, writing the Caffe files, and the CLI."""
+import json
+import re
+
+import keras
+import pytest
+
+from bnconvert.errors import ConversionError, ParseError, UnsupportedLayerError
+
+L = keras.layers
+
+
+def _small(name="small"):
+    x = keras.Input((6, 6, 3), name="image")
+    y = L.Conv2D(4, 3, padding="same", name="conv")(x)
+    y = L.BatchNormalization(name="bn")(y)
+    y = L.ReLU(name="relu")(y)
+    return keras.Model(x, L.GlobalAveragePooling2D(name="pool")(y), name=name)
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_convert_saved_file(tmp_path, suffix):
+    from bnconvert.caffe.graph import load_net
+    from bnconvert.k2c import keras_to_caffe
+
+    m = _small()
+    path = tmp_path / f"m{suffix}"
+    m.save(path)
+    report = keras_to_caffe(str(path), tmp_path / "n.prototxt", tmp_path / "n.caffemodel")
+    net = load_net(tmp_path / "n.prototxt", tmp_path / "n.caffemodel")
+    assert report["inputs"] == {"image": [1, 3, 6, 6]} and report["outputs"] == {"pool": [1, 4]}
+    assert [net.caffe_name[b] for b in net.outputs] == ["pool"]
+    text = (tmp_path / "n.prototxt").read_text()
+    assert not re.search(r"^\s*(blobs|param) \{", text, re.M)
+
+
+def test_input_shape_sets_batch_and_size(tmp_path):
+    from bnconvert.k2c import convert
+
+    x = keras.Input((None, None, 3), name="image")
+    m = keras.Model(x, L.Conv2D(2, 3, strides=2, padding="same", name="conv")(x))
+    _, _, report = convert(m, input_shape=(2, 3, 10, 12))
+    assert report["inputs"] == {"image": [2, 3, 10, 12]} and report["outputs"] == {"conv": [2, 2, 5, 6]}
+    with pytest.raises(ConversionError, match="input-shape"):
+        convert(m)
+    with pytest.raises(ConversionError, match="does not fit"):
+        convert(_small(), input_shape=(1, 4, 6, 6))
+
+
+def test_lambda_file_is_refused_in_safe_mode(tmp_path):
+    from bnconvert.k2c import keras_to_caffe
+
+    x = keras.Input((4,), name="x")
+    m = keras.Model(x, L.Lambda(lambda t: t * 2, name="double")(x))
+    m.save(tmp_path / "lam.keras")
+    with pytest.raises(ParseError, match="Lambda"):
+        keras_to_caffe(str(tmp_path / "lam.keras"), tmp_path / "n.prototxt", tmp_path / "n.caffemodel")
+    assert not (tmp_path / "n.prototxt").exists()
+
+
+def test_unsupported_layers_listed_at_once():
+    from bnconvert.k2c import convert
+
+    x = keras.Input((5, 4), name="seq")
+    y = L.LSTM(3, return_sequences=True, name="lstm")(x)
+    y = L.MultiHeadAttention(2, 2, name="attn")(y, y)
+    y = L.Lambda(lambda t: t + 1, name="lam")(y)
+    with pytest.raises(UnsupportedLayerError) as e:
+        convert(keras.Model(x, y))
+    assert e.value.layers == [("lstm", "LSTM"), ("attn", "MultiHeadAttention"), ("lam", "Lambda")]
+    assert e.value.direction == "keras2caffe"
+
+
+def test_savedmodel_dir_and_missing_file(tmp_path):
+    from bnconvert.k2c import convert
+
+    d = tmp_path / "sm"
+    d.mkdir()
+    (d / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(ParseError, match="SavedModel"):
+        convert(str(d))
+    with pytest.raises(ParseError, match="not found"):
+        convert(str(tmp_path / "nope.keras"))
+
+
+def test_failed_second_write_removes_first(tmp_path):
+    from bnconvert.errors import OutputError
+    from bnconvert.k2c import keras_to_caffe
+
+    with pytest.raises(OutputError):
+        keras_to_caffe(_small(), tmp_path / "n.prototxt", tmp_path / "missing_dir" / "n.caffemodel")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli(tmp_path, capsys):
+    from bnconvert.cli import main
+
+    _small().save(tmp_path / "m.keras")
+    rc = main(["keras2caffe", str(tmp_path / "m.keras"), "-o", str(tmp_path / "n.prototxt"),
+               str(tmp_path / "n.caffemodel"), "--input-shape", "1,3,6,6", "--report", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "BatchNorm+Scale: 1" in out
+    assert json.loads((tmp_path / "r.json").read_text())["outputs"] == {"pool": [1, 4]}
+    rc = main(["keras2caffe", str(tmp_path / "nope.h5"), "-o", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert rc == 2 and "not found" in capsys.readouterr().err
