@@ -99,3 +99,17 @@ def test_batch_directory_with_jobs(tmp_path):
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["net0.keras", "net1.keras"]
     assert "2/2 converted" in r.stdout
+
+
+def test_savedmodel_format(tmp_path):
+    out = tmp_path / "sm"
+    r = cli("caffe2keras", SAMPLE / "deploy.prototxt", SAMPLE / "weights.caffemodel", "-o", out, "-q")
+    assert r.returncode == 0, r.stderr
+    assert (out / "saved_model.pb").exists()
+    import tensorflow as tf
+    import bnconvert as bc
+
+    loaded = tf.saved_model.load(str(out))
+    x = np.random.default_rng(1).normal(size=(2, 64, 64, 3)).astype("float32")
+    ref = bc.caffe_to_keras(SAMPLE / "deploy.prototxt", SAMPLE / "weights.caffemodel")
+    assert_close(np.asarray(loaded.serve(x)), np.asarray(ref(x)))
