@@ -64,14 +64,16 @@ def caffe_axis(axis, rank):
     return a
 
 
-def keras_axis(axis, rank, layout):
-    """The Keras tensor axis holding Caffe axis ``axis`` of a ``rank``-d blob in ``layout``."""
-    a = caffe_axis(axis, rank)
-    if layout.kind == "nhwc":
-        return NCHW_TO_NHWC.index(a)
+def _caffe_axes_by_keras_axis(layout, rank):
+    """Entry i is the Caffe axis that Keras axis i holds."""
     if layout.kind == "flat_hwc":
         raise ValueError("a flat_hwc tensor has no per-axis mapping; convert it to caffe layout first")
-    return a
+    return NCHW_TO_NHWC if layout.kind == "nhwc" else tuple(range(rank))
+
+
+def keras_axis(axis, rank, layout):
+    """The Keras tensor axis holding Caffe axis ``axis`` of a ``rank``-d blob in ``layout``."""
+    return _caffe_axes_by_keras_axis(layout, rank).index(caffe_axis(axis, rank))
 
 
 def caffe_to_keras_perm(layout):
@@ -203,12 +205,7 @@ def caffe_shape(keras_shape, layout):
 
 def caffe_axis_of(keras_axis_, rank, layout):
     """The Caffe blob axis holding Keras tensor axis ``keras_axis_`` (negative axes count from the end)."""
-    a = caffe_axis(keras_axis_, rank)
-    if layout.kind == "nhwc":
-        return NHWC_TO_NCHW.index(a)
-    if layout.kind == "flat_hwc":
-        raise ValueError("a flat_hwc tensor has no per-axis mapping; convert it to caffe layout first")
-    return a
+    return _caffe_axes_by_keras_axis(layout, rank)[caffe_axis(keras_axis_, rank)]
 
 
 def same_element_order(keras_shape, layout):
