@@ -221,7 +221,18 @@ def read_caffemodel(path):
                          hint="download or copy the file again; check it is a .caffemodel") from None
     if not net.layer and not net.layers:
         raise ParseError("caffemodel holds no layers (is this a prototxt or another file type?)", file=path)
+    _fix_names(net)
     return net
+
+
+def _fix_names(net):
+    """Binary protobuf does not validate UTF-8: a corrupted name comes back as bytes. Make it text
+    (invalid bytes shown as U+FFFD) so that names compare and print like every other name."""
+    for msg in [net, *net.layer, *net.layers]:
+        for field in ("name", "type"):
+            value = getattr(msg, field, "")
+            if isinstance(value, bytes):
+                setattr(msg, field, value.decode("utf-8", "replace"))
 
 
 # --- blobs -----------------------------------------------------------------------------
