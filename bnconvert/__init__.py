@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-from .errors import (ConversionError, GraphError, OutputError, ParseError, ShapeError, UnsupportedLayerError,
-                     VerificationError, WeightMismatchError)
+from .errors import (ConversionError, GraphError, OutputError, ParseError, ShapeError, UnsafeModelError,
+                     UnsupportedLayerError, VerificationError, WeightMismatchError)
 
 __version__ = "0.1.0"
 
@@ -28,7 +28,7 @@ _API = {
 }
 
 __all__ = sorted(_API) + ["ConversionError", "GraphError", "OutputError", "ParseError", "ShapeError",
-                          "UnsupportedLayerError", "VerificationError", "WeightMismatchError", "__version__"]
+                          "UnsafeModelError", "UnsupportedLayerError", "VerificationError", "WeightMismatchError", "__version__"]
 
 
 def __getattr__(name):

@@ -6,12 +6,49 @@ Errors are printed as one line on stderr with exit code 2; ``--debug`` shows the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
+import os
 import sys
 
 from .errors import ConversionError
 
 COMMANDS = ["caffe2keras", "keras2caffe", "verify", "inspect", "lint", "upgrade"]
+# Commands that load TensorFlow, whose C++ runtime writes start-up chatter straight to fd 2.
+NATIVE_NOISY = {"caffe2keras", "keras2caffe", "verify"}
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Send native (C/C++) writes to fd 2 to /dev/null while keeping Python's sys.stderr visible.
+
+    TensorFlow and absl print start-up lines ("All log messages before absl::InitializeLog()",
+    CUDA probing) that TF_CPP_MIN_LOG_LEVEL does not stop. Everything is restored on exit; when
+    sys.stderr is not the process's fd 2 (e.g. captured by a test), nothing is changed.
+    """
+    try:
+        if sys.stderr.fileno() != 2:
+            raise ValueError
+        sys.stderr.flush()
+        real = os.dup(2)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        yield
+        return
+    saved_stderr = sys.stderr
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    sys.stderr = os.fdopen(os.dup(real), "w", buffering=1, encoding=saved_stderr.encoding or "utf-8",
+                           errors="backslashreplace")
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        sys.stderr.close()
+        sys.stderr = saved_stderr
+        os.dup2(real, 2)
+        os.close(real)
 
 
 def build_parser():
@@ -41,8 +78,6 @@ def build_parser():
 
 
 def main(argv=None):
-    import os
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -50,8 +85,10 @@ def main(argv=None):
         parser.print_help()
         return 2
     debug = getattr(args, "debug", False)
+    quiet_native = not debug and args.command in NATIVE_NOISY
     try:
-        return int(args._run(args) or 0)
+        with _native_stderr_silenced() if quiet_native else contextlib.nullcontext():
+            return int(args._run(args) or 0)
     except ConversionError as e:
         if debug:
             raise
@@ -61,8 +98,6 @@ def main(argv=None):
         print("bnconvert: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
-        import os
-
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0

@@ -72,8 +72,8 @@ CHECKS = {
                        "reads round_mode with the opposite encoding (ceil_mode false = 0 = CEIL)."),
     "INPUT-SHAPE-UNKNOWN": ("info", "Data layers do not declare their image size; without --input-shape the "
                             "shape-based checks (pooling output sizes) are skipped."),
-    "GRAPH-BUILD": ("warning", "The inference graph of the phase cannot be built, as Caffe could not build "
-                    "it either; the other checks ran on the net as written."),
+    "GRAPH-BUILD": ("error", "The inference graph of the phase cannot be built, so Caffe could not load the "
+                    "net either; the other checks ran on the net as written."),
 }
 
 

@@ -53,11 +53,11 @@ def random_caffemodel(prototxt, out_path, *, seed=0, input_shapes=None, phase="T
                       upgrades=upgrades)
     rng = np.random.default_rng(seed)
     model = pb2().NetParameter(name=net.name)
-    for L in net.layers:
+    for L in net.layers:  # every layer, with or without blobs, as Caffe saves them
+        lp = model.layer.add(name=L.name, type=L.type)
         if L.type in INPUT_TYPES or not getattr(L, "param_shapes", None):
             continue
         L.blobs = random_blobs(L, L.param_shapes, rng, bn_factor)
-        lp = model.layer.add(name=L.name, type=L.type)
         for b in L.blobs:
             array_to_blob(b, lp.blobs.add())
     write_caffemodel(model, out_path)

@@ -106,7 +106,7 @@ def test_pooling_round_mode_conflicts():
     got = codes(lint("pool_conflict.prototxt"))
     assert ("POOL-ROUND-CONFLICT", "pool1", "error") in got
     assert ("POOL-ROUND-BOTH", "pool2", "warning") in got
-    assert ("GRAPH-BUILD", None, "warning") in got  # bnconvert cannot build a net whose rounding disagrees
+    assert ("GRAPH-BUILD", None, "error") in got  # bnconvert cannot build a net whose rounding disagrees
 
 
 def test_ceil_mode_severity_depends_on_output_size():
@@ -120,7 +120,7 @@ def test_ceil_mode_severity_depends_on_output_size():
 
 def test_broken_graph_still_lints():
     got = codes(lint("graph_broken.prototxt"))
-    assert got == {("GRAPH-BUILD", None, "warning"), ("BN-NO-SCALE", "bn1", "warning")}
+    assert got == {("GRAPH-BUILD", None, "error"), ("BN-NO-SCALE", "bn1", "warning")}
 
 
 def test_findings_are_sorted_and_complete():

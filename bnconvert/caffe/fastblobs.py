@@ -218,3 +218,51 @@ def blob_array(blob, flat, **where):
     if flat.size != count:
         raise ShapeError(f"weight blob declares shape {shape} ({count} values) but holds {flat.size} values", **where)
     return flat.reshape(shape)
+
+
+# --- writing ---------------------------------------------------------------------------
+
+
+def blob_chunks(arr):
+    """One serialized ``BlobProto`` (packed float32 ``data``, then ``shape``) as byte chunks.
+
+    Joined, byte-identical to ``array_to_blob(arr).SerializeToString()``, without the Python
+    list of every value that filling ``blob.data`` needs; the data chunk is the array's own
+    memory (no copy when it is already contiguous little-endian float32).
+    """
+    a = np.ascontiguousarray(arr, dtype="<f4")
+    dims = b"".join(_encode_varint(int(d)) for d in a.shape)
+    chunks = [_encode_varint((_DATA << 3) | _LEN) + _encode_varint(a.nbytes), memoryview(a).cast("B")] \
+        if a.size else []
+    chunks.append(_wrap(7, _wrap(1, dims) if dims else b""))
+    return chunks
+
+
+def blob_bytes(arr):
+    return b"".join(blob_chunks(arr))
+
+
+def caffemodel_chunks(net, layer_blobs):
+    """The bytes of ``net`` (a NetParameter whose V2 layers hold no blobs) with layer ``i``'s
+    blobs set to the arrays ``layer_blobs[i]``, as a sequence of chunks (write them in order).
+
+    Protobuf allows a message's fields in any order, so each layer is its own serialization
+    followed by its ``blobs`` fields; parsing the result gives the same message as filling
+    the blobs with ``array_to_blob``. Peak memory: one layer's blobs, never the whole model.
+    """
+    head = pb2().NetParameter()
+    head.CopyFrom(net)
+    head.ClearField("layer")
+    yield head.SerializeToString()
+    layer_blobs = list(layer_blobs)
+    for i, lp in enumerate(net.layer):
+        blobs = []
+        for a in (layer_blobs[i] if i < len(layer_blobs) else ()):
+            chunks = blob_chunks(a)
+            n = sum(len(c) for c in chunks)
+            blobs.append([_encode_varint((7 << 3) | _LEN) + _encode_varint(n)] + chunks)
+        body = lp.SerializeToString()
+        size = len(body) + sum(len(c) for b in blobs for c in b)
+        yield _encode_varint((100 << 3) | _LEN) + _encode_varint(size) + body
+        for b in blobs:
+            yield from b

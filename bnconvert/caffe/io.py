@@ -348,14 +348,40 @@ def prototxt_text(net):
     return text_format.MessageToString(net)  # floats print as the shortest repr that round-trips
 
 
-def write_prototxt(net, path):
-    """Write a ``NetParameter`` as text. Blobs are never written into a prototxt."""
+def prototxt_bytes(net):
+    """A ``NetParameter`` as prototxt text (UTF-8). Blobs are never written into a prototxt."""
     n = pb2().NetParameter()
     n.CopyFrom(net)
     for layer in n.layer:
         del layer.blobs[:]
-    atomic_write(path, prototxt_text(n).encode("utf-8"))
+    return prototxt_text(n).encode("utf-8")
+
+
+def write_prototxt(net, path):
+    """Write a ``NetParameter`` as text, atomically."""
+    atomic_write(path, prototxt_bytes(net))
 
 
 def write_caffemodel(net, path):
+    """Write a ``NetParameter`` as a binary caffemodel, atomically."""
     atomic_write(path, net.SerializeToString())
+
+
+def write_net_files(net, prototxt_path, weights, caffemodel_path):
+    """Write a prototxt and its caffemodel as one unit: if either cannot be produced or written,
+    neither output is created or replaced."""
+    written = []
+    try:
+        for path, data in ((prototxt_path, prototxt_bytes(net)), (caffemodel_path, weights.SerializeToString())):
+            tmp = Path(path).with_name(f".{Path(path).name}.pending")
+            atomic_write(tmp, data)
+            written.append((tmp, path))
+        for tmp, path in written:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in written:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        raise

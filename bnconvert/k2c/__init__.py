@@ -15,8 +15,8 @@ import numpy as np
 
 from .. import layout as lay
 from .._lazy import keras
-from ..caffe.io import array_to_blob, pb2, write_caffemodel, write_prototxt
-from ..errors import ConversionError, ParseError, UnsupportedLayerError
+from ..caffe.io import array_to_blob, pb2, write_net_files
+from ..errors import ConversionError, ParseError, UnsafeModelError, UnsupportedLayerError
 from ..progress import Progress
 from ..registry import KERAS_TO_CAFFE
 from ._context import LayerContext, fill
@@ -61,12 +61,13 @@ def load_keras_model(path):
     except Exception as e:  # Keras raises ValueError/TypeError/OSError with long messages
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "lambda" in str(e).lower() or "unsafe" in str(e).lower():
-            raise ParseError("the model contains a Lambda layer (arbitrary Python code); safe mode refuses to "
-                             "load it and bnconvert never executes it", file=path,
-                             hint="replace the Lambda with built-in layers") from None
+            raise UnsafeModelError("the model contains a Lambda layer (arbitrary Python code); safe mode "
+                                   "refuses to load it and bnconvert never executes it", file=path,
+                                   hint="replace the Lambda with built-in layers") from None
         if "could not locate" in str(e).lower() or "unknown" in str(e).lower():
-            raise ParseError(f"the model uses custom objects Keras cannot find: {msg[:300]}", file=path,
-                             hint="only built-in Keras layers and bnconvert's layers can be converted") from None
+            raise UnsafeModelError(f"the model uses custom objects Keras cannot find: {msg[:300]}", file=path,
+                                   hint="only built-in Keras layers and bnconvert's layers can be converted") \
+                from None
         raise ParseError(f"cannot load the Keras model: {msg[:300]}", file=path) from None
 
 
@@ -348,17 +349,7 @@ def keras_to_caffe(model_or_path, prototxt_path, caffemodel_path, input_shape=No
         progress: show a progress bar (default: on a terminal, for large models).
     """
     deploy, weights, report = convert(model_or_path, input_shape, progress)
-    existed = Path(prototxt_path).exists()
-    write_prototxt(deploy, prototxt_path)
-    try:
-        write_caffemodel(weights, caffemodel_path)
-    except BaseException:
-        if not existed:
-            try:
-                os.unlink(prototxt_path)
-            except OSError:
-                pass
-        raise
+    write_net_files(deploy, prototxt_path, weights, caffemodel_path)
     report.update(prototxt=str(prototxt_path), caffemodel=str(caffemodel_path))
     return report
 

@@ -85,6 +85,7 @@ def test_missing_output_directory_fails_before_converting(tmp_path):
                   tmp_path / "nope" / "m.keras")
     assert r.returncode == 2
     assert "does not exist" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr  # one line: no TensorFlow start-up chatter
 
 
 def test_batch_directory_with_jobs(tmp_path):
