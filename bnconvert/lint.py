@@ -21,7 +21,7 @@ from .inspect import _DATA_PARAMS, _missing_input_shapes, check_input_names, is_
 
 SEVERITIES = ("error", "warning", "info")
 
-# code -> (severity, why). The docs (docs/inspect-lint-upgrade.md) explain each one at length.
+# code -> (severity, why). The docs (README.md (section "bnconvert lint")) explain each one at length.
 CHECKS = {
     "BN-NO-SCALE": ("warning", "Caffe's BatchNorm only normalises; the learned gamma/beta live in a separate Scale "
                     "layer. Without one the layer works but has no affine part (gamma=1, beta=0): fine if "

@@ -14,7 +14,7 @@ from bnconvert.lint import CHECKS, SEVERITIES, lint_net
 from test_inspect import ZOO_PARAMS, zoo, zoo_args  # noqa: F401 (zoo is a fixture)
 
 NETS = Path(__file__).resolve().parent / "nets" / "lint"
-DOC = Path(__file__).resolve().parents[1] / "docs" / "inspect-lint-upgrade.md"
+DOC = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def codes(findings):

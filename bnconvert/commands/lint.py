@@ -14,7 +14,7 @@ silently replace trained weights, and ceil_mode/round_mode ambiguity. Both phase
 
 Each finding has a severity (error, warning, info), a code, the layer and why it matters.
 Exit code: 1 if there is an error finding, 0 otherwise, 2 if the input cannot be read.
-Every code is explained in docs/inspect-lint-upgrade.md.
+Every code is explained in README.md (section "bnconvert lint").
 
 examples:
   bnconvert lint train_val.prototxt
