@@ -155,11 +155,20 @@ def fc_weights_to_keras(w, transpose=False, in_layout=CAFFE):
     ``w`` is O,K (or K,O with ``transpose: true``). When the input is a flattened NHWC
     tensor (layout flat_hwc(C,H,W)), the K rows are reordered from C,H,W to H,W,C.
     """
-    k = w if transpose else w.T  # K, O
-    if in_layout.kind == "flat_hwc":
-        c, h, wd = in_layout.chw
-        k = k.reshape(c, h, wd, -1).transpose(1, 2, 0, 3).reshape(c * h * wd, -1)
-    return np.ascontiguousarray(k)
+    if in_layout.kind != "flat_hwc":
+        return np.ascontiguousarray(w if transpose else w.T)
+    c, h, wd = in_layout.chw
+    if transpose:
+        return np.ascontiguousarray(w.reshape(c, h, wd, -1).transpose(1, 2, 0, 3).reshape(c * h * wd, -1))
+    # out[(y, x, ch), o] = w[o, (ch, y, x)], done in cache-sized tiles: a one-shot transpose of a
+    # VGG fc6 (4096 x 25088) strides through memory and takes seconds.
+    o = w.shape[0]
+    w3 = w.reshape(o, c, h * wd)
+    out = np.empty((h * wd, c, o), w.dtype)
+    for c0 in range(0, c, 64):
+        for o0 in range(0, o, 512):
+            out[:, c0:c0 + 64, o0:o0 + 512] = w3[o0:o0 + 512, c0:c0 + 64, :].transpose(2, 1, 0)
+    return out.reshape(c * h * wd, o)
 
 
 def fc_weights_to_caffe(kernel, in_layout=CAFFE):

@@ -1,6 +1,8 @@
 """The small context object through which caffe->keras converters see the graph."""
 from __future__ import annotations
 
+import numpy as np
+
 from .. import layout as lay
 from .._lazy import keras
 from ..errors import ConversionError
@@ -92,5 +94,5 @@ def apply(layer, inputs, weights=None):
     """Call a Keras layer on inputs, then set its weights (a list of numpy arrays)."""
     out = layer(inputs)
     if weights is not None:
-        layer.set_weights([w.astype("float32") for w in weights])
+        layer.set_weights([np.asarray(w, dtype=np.float32) for w in weights])  # no copy when already float32
     return out

@@ -379,7 +379,9 @@ def load_net(prototxt, caffemodel=None, *, phase="TEST", input_shapes=None, outp
     net = build_graph(net_param, phase=phase, level=level, stages=stages, input_shapes=input_shapes,
                       outputs=outputs, path=prototxt, upgrades=upgrades)
     if caffemodel is not None:
+        from .fastblobs import read_caffemodel_blobs
         from .weights import attach_weights
 
-        attach_weights(net, read_caffemodel(caffemodel), caffemodel, allow_missing=allow_missing_weights)
+        skeleton, store = read_caffemodel_blobs(caffemodel)
+        attach_weights(net, skeleton, caffemodel, allow_missing=allow_missing_weights, store=store)
     return net

@@ -287,11 +287,12 @@ def blob_to_array(blob, **where):
 
 def array_to_blob(arr, blob=None):
     """Fill (or create) a ``BlobProto`` with ``arr`` as float32 data and a ``shape``."""
+    from .fastblobs import blob_bytes  # (fastblobs imports this module)
+
     if blob is None:
         blob = pb2().BlobProto()
-    a = np.asarray(arr, dtype=np.float32)
-    blob.shape.dim.extend(int(d) for d in a.shape)
-    blob.data.extend(a.ravel().tolist())
+    # Parsing the packed bytes is ~10x faster than extending `data` with a Python list of floats.
+    blob.MergeFromString(blob_bytes(arr))
     return blob
 
 

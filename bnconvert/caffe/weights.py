@@ -4,7 +4,8 @@ from __future__ import annotations
 import math
 
 from ..errors import WeightMismatchError
-from .io import blob_shape, blob_to_array, is_legacy_blob
+from .fastblobs import blob_array, stored_shape
+from .io import is_legacy_blob
 from .upgrade import upgrade_v1
 
 # Layers whose weights are never used at inference, or that have none.
@@ -27,8 +28,11 @@ def _fit(arr, expected, legacy):
     return None
 
 
-def attach_weights(net, model, model_path, *, allow_missing=False):
+def attach_weights(net, model, model_path, *, allow_missing=False, store=None):
     """Copy each layer's blobs from the caffemodel ``model`` (a NetParameter) into ``net``.
+
+    With ``store`` (from :func:`bnconvert.caffe.fastblobs.read_caffemodel_blobs`), ``model`` is the
+    data-less skeleton and the blob values are zero-copy views taken from the store.
 
     A misshapen blob is an error naming the layer and both shapes. Layers that need weights and
     have none are an error listing all of them (unless ``allow_missing``). Caffemodel layers the
@@ -36,12 +40,13 @@ def attach_weights(net, model, model_path, *, allow_missing=False):
     """
     upgrade_v1(model, model_path)
     net.weights_path = str(model_path)
-    by_name = {}
-    for lp in model.layer:
+    by_name, position = {}, {}
+    for pos, lp in enumerate(model.layer):  # upgrade_v1 keeps the layer order, so positions hold
         if lp.name in by_name and len(lp.blobs):
             net.warn(f"caffemodel has two layers named '{lp.name}'; the last one is used, as Caffe does")
         if len(lp.blobs) or lp.name not in by_name:
             by_name[lp.name] = lp
+            position[lp.name] = pos
     used = set()
     missing = []
     for L in net.layers:
@@ -55,21 +60,22 @@ def attach_weights(net, model, model_path, *, allow_missing=False):
         where = dict(file=model_path, layer=L.name, layer_type=L.type)
         if src.type and L.type and src.type != L.type:
             net.warn(f"layer '{L.name}' is {L.type} in the prototxt but {src.type} in the caffemodel")
+        flats = [store.get(position[L.name], i) if store is not None else None for i in range(len(src.blobs))]
         if expected is not None and len(src.blobs) != len(expected):
-            got = [tuple(blob_shape(b)) for b in src.blobs]
+            got = [tuple(stored_shape(b, f)) for b, f in zip(src.blobs, flats)]
             raise WeightMismatchError(
                 f"the caffemodel has {len(src.blobs)} blob(s) for this layer {got} but the prototxt defines "
                 f"{len(expected)} {[tuple(s) for s in expected]} (Caffe refuses this too)", **where,
                 hint="check bias_term and that the caffemodel belongs to this prototxt")
         blobs = []
-        for i, b in enumerate(src.blobs):
+        for i, (b, flat) in enumerate(zip(src.blobs, flats)):
             if expected is not None:
-                got = blob_shape(b)
+                got = stored_shape(b, flat)
                 if _fit(_ShapeOnly(got), expected[i], is_legacy_blob(b)) is None:
                     raise WeightMismatchError(
                         f"blob {i} has shape {tuple(got)} in the caffemodel but the prototxt needs {tuple(expected[i])}",
                         **where, hint="the caffemodel may belong to another net or another input size")
-            arr = blob_to_array(b, **where)
+            arr = blob_array(b, flat, **where)
             if expected is not None:
                 arr = _fit(arr, expected[i], is_legacy_blob(b))
             blobs.append(arr)
