@@ -90,9 +90,25 @@ class LayerContext:
         return self._engine.options
 
 
+_INITIALIZERS = ("kernel_initializer", "depthwise_initializer", "bias_initializer", "alpha_initializer")
+
+
 def apply(layer, inputs, weights=None):
-    """Call a Keras layer on inputs, then set its weights (a list of numpy arrays)."""
-    out = layer(inputs)
-    if weights is not None:
-        layer.set_weights([np.asarray(w, dtype=np.float32) for w in weights])  # no copy when already float32
+    """Call a Keras layer on inputs, then set its weights (a list of numpy arrays).
+
+    The variables are created zero-filled (their random initialization would be overwritten at
+    once; for a VGG that is ~140 M random numbers), then the layer's own initializers are put
+    back, so its config is unchanged.
+    """
+    if weights is None:
+        return layer(inputs)
+    saved = {a: getattr(layer, a) for a in _INITIALIZERS if getattr(layer, a, None) is not None}
+    for a in saved:
+        setattr(layer, a, keras.initializers.Zeros())
+    try:
+        out = layer(inputs)
+    finally:
+        for a, init in saved.items():
+            setattr(layer, a, init)
+    layer.set_weights([np.asarray(w, dtype=np.float32) for w in weights])  # no copy when already float32
     return out
