@@ -131,8 +131,13 @@ def run_batch(args, kw):
     jobs = [(p, m, outdir / (p.stem + ext), {**kw, "fmt": args.format or "keras"}) for p, m in _batch_pairs(args.prototxt)]
     t0 = time.perf_counter()
     if args.jobs > 1:
+        # Largest models first, so no worker is left with a big one at the end.
+        order = sorted(range(len(jobs)), key=lambda i: -jobs[i][1].stat().st_size)
         with mp.get_context("spawn").Pool(min(args.jobs, len(jobs))) as pool:
-            results = pool.map(_batch_worker, jobs, chunksize=1)
+            done = pool.map(_batch_worker, [jobs[i] for i in order], chunksize=1)
+        results = [None] * len(jobs)
+        for i, r in zip(order, done):
+            results[i] = r
     else:
         results = [_batch_worker(j) for j in jobs]
     failed = 0
