@@ -24,11 +24,9 @@ def _rows(stats, key, top):
 def profile(a):
     import keras  # noqa: F401
 
-    import fastpatch
     from bnconvert.c2k import convert_net
     from bnconvert.caffe.graph import load_net
 
-    fastpatch.install(a.get("patches", []))
     prof = cProfile.Profile()
     t0 = time.perf_counter()
     prof.enable()

@@ -9,7 +9,7 @@ against a floor measured in the same run on the same machine (see docs/performan
   inference   converted ResNet-50 (and --fold-bn) vs keras.applications.ResNet50, batch 1 / 16
   keras2caffe keras.applications ResNet50 / VGG16 vs model.save_weights
   batch       `bnconvert caffe2keras DIR --jobs 2` vs --jobs 1 on 8 small models
-  profile     cProfile of the ResNet-50 conversion, top hotspots, as is and with the proposed fixes
+  profile     cProfile of the ResNet-50 conversion, top hotspots
 
 Random weights are written once into bench/.cache/ (git-ignored). --quick: ResNet-50 only, one
 repeat, fewer inference iterations (about 3-4 minutes instead of about 13 on 2 cores).
@@ -33,7 +33,7 @@ CONVERSION_MODELS = [  # name, prototxt, keras.applications equivalent, V1 caffe
     ("resnet152", C.ZOO / "resnet152" / "ResNet-152-deploy.prototxt", "ResNet152", False),
     ("vgg19", C.ZOO / "vgg19_v1" / "VGG_ILSVRC_19_layers_deploy.prototxt", "VGG19", True),
 ]
-VARIANTS = [("bnconvert", []), ("+proposed fixes", ["fastblobs", "apply", "fclayout"])]
+VARIANTS = [("bnconvert", [])]
 
 
 def bench_startup(opts):

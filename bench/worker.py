@@ -66,9 +66,6 @@ def _import_keras():
 def task_convert(a):
     """bnconvert: load_net (+ fold) + convert_net + save, as ``bnconvert caffe2keras`` does."""
     _import_keras()
-    import fastpatch
-
-    fastpatch.install(a.get("patches", []))
     from bnconvert.c2k import convert_net
     from bnconvert.caffe.graph import load_net
 

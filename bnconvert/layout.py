@@ -149,6 +149,24 @@ def deconv_kernel_to_caffe(k):
     return np.ascontiguousarray(k.transpose(3, 2, 0, 1))
 
 
+def _reverse_axes(a3):
+    """``a3.transpose(2, 1, 0)`` as a new contiguous array, copied in cache-sized tiles.
+
+    A one-shot transpose of a VGG fc6 kernel (25088 x 4096) strides through memory and takes
+    seconds; tiles of 64 x 512 take a fraction of that.
+    """
+    n0, n1, n2 = a3.shape
+    out = np.empty((n2, n1, n0), a3.dtype)
+    for j in range(0, n1, 64):
+        for k in range(0, n2, 512):
+            out[k:k + 512, j:j + 64, :] = a3[:, j:j + 64, k:k + 512].transpose(2, 1, 0)
+    return out
+
+
+def _transpose2d(a):
+    return _reverse_axes(a.reshape(a.shape[0], 1, a.shape[1])).reshape(a.shape[1], a.shape[0])
+
+
 def fc_weights_to_keras(w, transpose=False, in_layout=CAFFE):
     """Caffe InnerProduct weights -> Keras Dense kernel (K, O).
 
@@ -156,28 +174,21 @@ def fc_weights_to_keras(w, transpose=False, in_layout=CAFFE):
     tensor (layout flat_hwc(C,H,W)), the K rows are reordered from C,H,W to H,W,C.
     """
     if in_layout.kind != "flat_hwc":
-        return np.ascontiguousarray(w if transpose else w.T)
+        return np.ascontiguousarray(w) if transpose else _transpose2d(w)
     c, h, wd = in_layout.chw
-    if transpose:
-        return np.ascontiguousarray(w.reshape(c, h, wd, -1).transpose(1, 2, 0, 3).reshape(c * h * wd, -1))
-    # out[(y, x, ch), o] = w[o, (ch, y, x)], done in cache-sized tiles: a one-shot transpose of a
-    # VGG fc6 (4096 x 25088) strides through memory and takes seconds.
-    o = w.shape[0]
-    w3 = w.reshape(o, c, h * wd)
-    out = np.empty((h * wd, c, o), w.dtype)
-    for c0 in range(0, c, 64):
-        for o0 in range(0, o, 512):
-            out[:, c0:c0 + 64, o0:o0 + 512] = w3[o0:o0 + 512, c0:c0 + 64, :].transpose(2, 1, 0)
-    return out.reshape(c * h * wd, o)
+    if transpose:  # K,O with K in C,H,W order
+        return _reverse_axes(_reverse_axes(w.reshape(c, h * wd, -1)).transpose(0, 2, 1)).reshape(c * h * wd, -1)
+    # kernel[(y, x, ch), o] = w[o, (ch, y, x)]
+    return _reverse_axes(w.reshape(w.shape[0], c, h * wd)).reshape(c * h * wd, w.shape[0])
 
 
 def fc_weights_to_caffe(kernel, in_layout=CAFFE):
     """Keras Dense kernel (K, O) -> Caffe InnerProduct weights O,K in C,H,W order."""
-    k = kernel
-    if in_layout.kind == "flat_hwc":
-        c, h, w = in_layout.chw
-        k = k.reshape(h, w, c, -1).transpose(2, 0, 1, 3).reshape(c * h * w, -1)
-    return np.ascontiguousarray(k.T)
+    if in_layout.kind != "flat_hwc":
+        return _transpose2d(kernel)
+    c, h, w = in_layout.chw
+    # weights[o, (ch, y, x)] = kernel[(y, x, ch), o]
+    return _reverse_axes(kernel.reshape(h * w, c, kernel.shape[1])).reshape(kernel.shape[1], c * h * w)
 
 
 def broadcast_shape_for(param_shape, axis, rank, layout):

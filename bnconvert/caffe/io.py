@@ -306,7 +306,8 @@ def _umask():
 
 
 def atomic_write(path, data):
-    """Write bytes to ``path`` through a temporary file in the same directory, then rename.
+    """Write bytes (or an iterable of byte chunks) to ``path`` through a temporary file in the
+    same directory, then rename.
 
     After any failure (an ``OSError``, or an exception raised while producing ``data``) the
     temporary file is removed, and an existing ``path`` is left exactly as it was.
@@ -328,7 +329,11 @@ def atomic_write(path, data):
                           hint="choose a writable output directory") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                f.write(data)
+            else:  # an iterable of byte chunks, streamed
+                for chunk in data:
+                    f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
@@ -370,10 +375,12 @@ def write_caffemodel(net, path):
 
 def write_net_files(net, prototxt_path, weights, caffemodel_path):
     """Write a prototxt and its caffemodel as one unit: if either cannot be produced or written,
-    neither output is created or replaced."""
+    neither output is created or replaced. ``weights`` is a NetParameter or an iterable of the
+    caffemodel's byte chunks (see :func:`bnconvert.caffe.fastblobs.caffemodel_chunks`)."""
     written = []
+    data_of_weights = [weights.SerializeToString()] if hasattr(weights, "SerializeToString") else weights
     try:
-        for path, data in ((prototxt_path, prototxt_bytes(net)), (caffemodel_path, weights.SerializeToString())):
+        for path, data in ((prototxt_path, prototxt_bytes(net)), (caffemodel_path, data_of_weights)):
             tmp = Path(path).with_name(f".{Path(path).name}.pending")
             atomic_write(tmp, data)
             written.append((tmp, path))

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import layout as lay
 from .._lazy import keras
+from ..caffe.fastblobs import caffemodel_chunks
 from ..caffe.io import array_to_blob, pb2, write_net_files
 from ..errors import ConversionError, ParseError, UnsafeModelError, UnsupportedLayerError
 from ..progress import Progress
@@ -161,6 +162,7 @@ class Engine:
         self.consumers, self.output_keys = {}, set()
         self.batchnorm = []
         self.output_tops = {}  # tensor key -> a top already holding that output in Keras's order
+        self.arrays = []  # float32 blobs of each layer of self.net, in order (kept out of the message)
 
     def warn(self, msg):
         self.warnings.append(msg)
@@ -187,8 +189,7 @@ class Engine:
         L.top.extend(tops)
         for k, v in params.items():
             fill(getattr(L, k), v)
-        for b in blobs:
-            array_to_blob(np.asarray(b, np.float32), L.blobs.add())
+        self.arrays.append([np.asarray(b, np.float32) for b in blobs])
         self.layer_names.add(name)
         self.top_names.update(tops)
         return tops[0] if len(tops) == 1 else tops
@@ -265,6 +266,17 @@ def _input_shapes(inputs, input_shape, path):
 
 def convert_model(model, input_shape=None, progress=None, path=None):
     """Convert a ``keras.Model``. Returns (deploy NetParameter, weights NetParameter, report)."""
+    deploy, eng, report = _convert_engine(model, input_shape, progress, path)
+    weights = pb2().NetParameter()
+    weights.CopyFrom(eng.net)
+    for L, arrays in zip(weights.layer, eng.arrays):
+        for a in arrays:
+            array_to_blob(a, L.blobs.add())
+    return deploy, weights, report
+
+
+def _convert_engine(model, input_shape=None, progress=None, path=None):
+    """The conversion itself: (deploy NetParameter, Engine with ``net`` and ``arrays``, report)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     steps, inputs, out_keys, outputs = flatten_graph(model, path)
     check_supported(steps, path)
@@ -294,8 +306,6 @@ def convert_model(model, input_shape=None, progress=None, path=None):
     out_names = _finish_outputs(eng, out_keys, outputs)
     deploy = pb2().NetParameter()
     deploy.CopyFrom(eng.net)
-    for L in deploy.layer:
-        del L.blobs[:]
     report = {
         "model": str(path) if path else model.name,
         "inputs": {L.top[0]: list(L.input_param.shape[0].dim) for L in eng.net.layer if L.type == "Input"},
@@ -306,7 +316,7 @@ def convert_model(model, input_shape=None, progress=None, path=None):
         "dropped": eng.dropped,
         "warnings": eng.warnings,
     }
-    return deploy, eng.net, report
+    return deploy, eng, report
 
 
 def _finish_outputs(eng, out_keys, outputs):
@@ -328,6 +338,12 @@ def _finish_outputs(eng, out_keys, outputs):
 
 def convert(model_or_path, input_shape=None, progress=None):
     """Convert without writing: (deploy NetParameter, weights NetParameter, report)."""
+    model, path = _load(model_or_path)
+    return convert_model(model, input_shape, progress, path)
+
+
+def _load(model_or_path):
+    """(keras.Model, path or None) for a model object or a saved-model path."""
     path = None
     model = model_or_path
     if isinstance(model_or_path, (str, os.PathLike)):
@@ -335,7 +351,7 @@ def convert(model_or_path, input_shape=None, progress=None):
         model = load_keras_model(path)
     if not isinstance(model, keras.Model):
         raise ConversionError(f"expected a keras.Model or a model file. Received: {type(model).__name__}")
-    return convert_model(model, input_shape, progress, path)
+    return model, path
 
 
 def keras_to_caffe(model_or_path, prototxt_path, caffemodel_path, input_shape=None, progress=None):
@@ -348,8 +364,10 @@ def keras_to_caffe(model_or_path, prototxt_path, caffemodel_path, input_shape=No
         input_shape: (N, C, H, W) of the input (or a dict input name -> shape); batch defaults to 1.
         progress: show a progress bar (default: on a terminal, for large models).
     """
-    deploy, weights, report = convert(model_or_path, input_shape, progress)
-    write_net_files(deploy, prototxt_path, weights, caffemodel_path)
+    model, path = _load(model_or_path)
+    deploy, eng, report = _convert_engine(model, input_shape, progress, path)
+    # Streamed from the arrays: no protobuf copy of the weights is ever built in memory.
+    write_net_files(deploy, prototxt_path, caffemodel_chunks(eng.net, eng.arrays), caffemodel_path)
     report.update(prototxt=str(prototxt_path), caffemodel=str(caffemodel_path))
     return report
 

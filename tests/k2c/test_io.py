@@ -103,3 +103,20 @@ def test_cli(tmp_path, capsys):
     assert json.loads((tmp_path / "r.json").read_text())["outputs"] == {"pool": [1, 4]}
     rc = main(["keras2caffe", str(tmp_path / "nope.h5"), "-o", str(tmp_path / "a"), str(tmp_path / "b")])
     assert rc == 2 and "not found" in capsys.readouterr().err
+
+
+def test_streamed_caffemodel_is_byte_identical_to_protobuf_serialization(tmp_path):
+    import keras
+
+    import bnconvert
+    from bnconvert.caffe.io import read_caffemodel
+    from bnconvert.k2c import convert
+
+    inp = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(4, 3, use_bias=False)(inp)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Flatten()(x)
+    model = keras.Model(inp, keras.layers.Dense(5)(x))
+    bnconvert.keras_to_caffe(model, tmp_path / "n.prototxt", tmp_path / "n.caffemodel")
+    _, weights, _ = convert(model)
+    assert read_caffemodel(tmp_path / "n.caffemodel").SerializeToString() == weights.SerializeToString()
