@@ -106,13 +106,9 @@ def render(rep):
 
 
 def _upgrade_text(u):
-    done = []
-    if u["v1_layers"]:
-        done.append("V1 layers -> V2")
-    if u["input_layer"]:
-        done.append("input fields -> Input layer")
-    if u["batchnorm_params_dropped"]:
-        done.append(f"BatchNorm param blocks dropped ({len(u['batchnorm_params_dropped'])})")
+    from .upgrade import describe_upgrades
+
+    done = describe_upgrades(u)
     return f" (upgraded in memory: {'; '.join(done)})" if done else ""
 
 

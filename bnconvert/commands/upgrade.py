@@ -50,29 +50,27 @@ def run(args):
     return 0
 
 
+def describe_upgrades(u):
+    """Short phrases for what an upgrade changed, from an upgrade report (net or caffemodel part)."""
+    done = []
+    if u.get("v1_layers"):
+        done.append("V1 layers -> V2 layer")
+    if u.get("input_layer") or u.get("input_fields"):
+        done.append("input fields -> Input layer")
+    if u.get("batchnorm_params_dropped"):
+        done.append(f"BatchNorm param blocks dropped from {len(u['batchnorm_params_dropped'])} layer(s)")
+    if u.get("reshaped"):
+        done.append(f"{len(u['reshaped'])} legacy blob(s) given a shape")
+    return done
+
+
 def render(rep):
-    out = []
-    changes = []
-    if rep["v1_layers"]:
-        changes.append("V1 layers -> V2 layer")
-    if rep["input_layer"]:
-        changes.append("input fields -> Input layer")
-    if rep["batchnorm_params_dropped"]:
-        changes.append(f"BatchNorm param blocks dropped from {len(rep['batchnorm_params_dropped'])} layer(s)")
-    out.append(f"{rep['prototxt_in']} -> {rep['prototxt_out']}: " + ("; ".join(changes) or "already up to date")
-               + f" ({rep['layers']} layers)")
+    out = [f"{rep['prototxt_in']} -> {rep['prototxt_out']}: "
+           + ("; ".join(describe_upgrades(rep)) or "already up to date") + f" ({rep['layers']} layers)"]
     m = rep["caffemodel"]
     if m is not None:
-        mc = []
-        if m["v1_layers"]:
-            mc.append("V1 layers -> V2 layer")
-        if m["input_fields"]:
-            mc.append("legacy input fields upgraded")
-        if m["batchnorm_params_dropped"]:
-            mc.append(f"BatchNorm param blocks dropped ({len(m['batchnorm_params_dropped'])})")
-        if m["reshaped"]:
-            mc.append(f"{len(m['reshaped'])} legacy blob(s) given a shape")
-        out.append(f"{rep['caffemodel_in']} -> {rep['caffemodel_out']}: " + ("; ".join(mc) or "already up to date"))
+        out.append(f"{rep['caffemodel_in']} -> {rep['caffemodel_out']}: "
+                   + ("; ".join(describe_upgrades(m)) or "already up to date"))
         rows = [[r["layer"], str(r["blob"]), _s(r["from"]), _s(r["to"]), r["by"]] for r in m["reshaped"]]
         if rows:
             out.append(table(["layer", "blob", "legacy shape", "shape", "decided by"], rows))
