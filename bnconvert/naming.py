@@ -25,3 +25,12 @@ def keras_name(caffe_name):
     if n[0] in ".-":
         n = "_" + n
     return n
+
+
+def unique_name(base, taken):
+    """``base``, or ``base_1``, ``base_2``, ... : the first that ``taken(name)`` says is free."""
+    name, i = base, 1
+    while taken(name):
+        name = f"{base}_{i}"
+        i += 1
+    return name

@@ -8,7 +8,7 @@ from .._lazy import keras
 from ..caffe.bnpair import pair_batchnorm_scale
 from ..caffe.graph import INPUT_TYPES, load_net
 from ..errors import ConversionError, UnsupportedLayerError
-from ..naming import keras_name
+from ..naming import keras_name, unique_name
 from ..progress import Progress
 from ..registry import CAFFE_TO_KERAS
 from ._context import LayerContext
@@ -27,10 +27,7 @@ class Namer:
         self.reserved_names = set(self.reserved.values())
 
     def unique(self, base):
-        name, i = base, 1
-        while name in self.used or name in self.reserved_names:
-            name = f"{base}_{i}"
-            i += 1
+        name = unique_name(base, lambda n: n in self.used or n in self.reserved_names)
         self.used.add(name)
         return name
 

@@ -18,6 +18,7 @@ from .._lazy import keras
 from ..caffe.fastblobs import caffemodel_chunks
 from ..caffe.io import array_to_blob, pb2, write_net_files
 from ..errors import ConversionError, ParseError, UnsafeModelError, UnsupportedLayerError
+from ..naming import unique_name
 from ..progress import Progress
 from ..registry import KERAS_TO_CAFFE
 from ._context import LayerContext, fill
@@ -169,19 +170,13 @@ class Engine:
 
     def unique_layer_name(self, name, prefix=""):
         base = name if name not in self.layer_names else f"{prefix}{name}"
-        cand, i = base, 1
-        while cand in self.layer_names or cand in self.top_names:
-            cand = f"{base}_{i}"
-            i += 1
+        cand = unique_name(base, lambda n: n in self.layer_names or n in self.top_names)
         self.layer_names.add(cand)
         return cand
 
     def add_layer(self, name, type_, bottoms, tops, blobs, params):
         if name in self.added or (tops is None and name in self.top_names):
-            cand, i = name, 1
-            while cand in self.added or cand in self.top_names or cand in self.layer_names:
-                cand, i = f"{name}_{i}", i + 1
-            name = cand
+            name = unique_name(name, lambda n: n in self.added or n in self.top_names or n in self.layer_names)
         self.added.add(name)
         tops = [name] if tops is None else list(tops)
         L = self.net.layer.add(name=name, type=type_)
