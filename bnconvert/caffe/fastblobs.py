@@ -21,12 +21,12 @@ No Keras import.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import ParseError, ShapeError
-from .io import _fix_names, _looks_like_text, blob_shape, blob_to_array, check_shape, pb2
+from .io import (blob_shape, blob_to_array, check_caffemodel_head, check_shape, corrupted_caffemodel,
+                 parse_caffemodel_bytes, pb2, readable_file)
 
 _LAYER_FIELDS = {100: 7, 2: 6}  # NetParameter.layer -> LayerParameter.blobs; .layers (V1) -> .blobs
 _DATA, _DOUBLE_DATA = 5, 8  # BlobProto packed float / packed double
@@ -136,8 +136,6 @@ class BlobStore:
 
 def split_caffemodel(buf, path="<bytes>"):
     """Split caffemodel bytes into (skeleton NetParameter, :class:`BlobStore`)."""
-    from google.protobuf.message import DecodeError
-
     parts, arrays = [], []
     try:
         for field, wt, tag_start, v0, v1 in _fields(buf, 0, len(buf)):
@@ -148,17 +146,8 @@ def split_caffemodel(buf, path="<bytes>"):
             else:
                 parts.append(bytes(buf[tag_start:v1]))
     except _Truncated as e:
-        raise ParseError(f"not a valid caffemodel: truncated or corrupted protobuf ({len(buf)} bytes; "
-                         f"bad field near byte {e.args[0]})", file=path,
-                         hint="download or copy the file again; check it is a .caffemodel") from None
-    net = pb2().NetParameter()
-    try:
-        net.ParseFromString(b"".join(parts))
-    except (DecodeError, RuntimeError, ValueError, TypeError, OverflowError, RecursionError) as e:
-        raise ParseError(f"not a valid caffemodel: truncated or corrupted protobuf ({len(buf)} bytes; "
-                         f"{str(e) or type(e).__name__})", file=path,
-                         hint="download or copy the file again; check it is a .caffemodel") from None
-    return net, BlobStore(buf, arrays)
+        raise corrupted_caffemodel(path, len(buf), f"bad field near byte {e.args[0]}") from None
+    return parse_caffemodel_bytes(b"".join(parts), path, len(buf)), BlobStore(buf, arrays)
 
 
 def read_caffemodel_blobs(path):
@@ -169,25 +158,13 @@ def read_caffemodel_blobs(path):
     the same errors for missing, empty, text and corrupted files.
     """
     buf = _read_into_buffer(path)
-    if not buf:
-        raise ParseError("caffemodel is empty (0 bytes)", file=path, hint="download or copy the file again")
-    if _looks_like_text(bytes(buf[:4096])):
-        raise ParseError("this is a text prototxt, not a binary caffemodel", file=path,
-                         hint="pass the prototxt first and the .caffemodel second")
-    net, store = split_caffemodel(buf, path)
-    if not net.layer and not net.layers:
-        raise ParseError("caffemodel holds no layers (is this a prototxt or another file type?)", file=path)
-    _fix_names(net)
-    return net, store
+    check_caffemodel_head(buf, path)
+    return split_caffemodel(buf, path)
 
 
 def _read_into_buffer(path):
     """The whole file in one writable bytearray (the arrays are views on it: no second copy)."""
-    p = Path(path)
-    if not p.exists():
-        raise ParseError("caffemodel not found", file=path)
-    if p.is_dir():
-        raise ParseError("caffemodel is a directory, not a file", file=path)
+    p = readable_file(path, "caffemodel")
     try:
         with open(p, "rb") as f:
             size = os.fstat(f.fileno()).st_size

@@ -20,12 +20,18 @@ def pb2():
     return caffe_pb2
 
 
-def _read_bytes(path, what):
+def readable_file(path, what):
+    """``path`` as a Path, or a ParseError when it is missing or a directory."""
     p = Path(path)
     if not p.exists():
         raise ParseError(f"{what} not found", file=path)
     if p.is_dir():
         raise ParseError(f"{what} is a directory, not a file", file=path)
+    return p
+
+
+def _read_bytes(path, what):
+    p = readable_file(path, what)
     try:
         return p.read_bytes()
     except OSError as e:
@@ -204,21 +210,37 @@ def read_caffemodel(path):
     corrupted bytes as a valid message; what such a parse yields is caught later, when the
     blobs are matched against the net's expected shapes (:func:`weights.attach_weights`).
     """
-    from google.protobuf.message import DecodeError
-
     data = _read_bytes(path, "caffemodel")
+    check_caffemodel_head(data, path)
+    return parse_caffemodel_bytes(data, path, len(data))
+
+
+def check_caffemodel_head(data, path):
+    """Refuse an empty file, or a text file passed where the binary caffemodel belongs."""
     if not data:
         raise ParseError("caffemodel is empty (0 bytes)", file=path, hint="download or copy the file again")
-    if _looks_like_text(data):
+    if _looks_like_text(bytes(data[:256])):
         raise ParseError("this is a text prototxt, not a binary caffemodel", file=path,
                          hint="pass the prototxt first and the .caffemodel second")
+
+
+def corrupted_caffemodel(path, size, detail):
+    return ParseError(f"not a valid caffemodel: truncated or corrupted protobuf ({size} bytes; {detail})",
+                      file=path, hint="download or copy the file again; check it is a .caffemodel")
+
+
+def parse_caffemodel_bytes(data, path, size):
+    """Parse (the bytes of) a caffemodel into a ``NetParameter`` that holds layers, with names as text.
+
+    ``size`` is the file's size, for the message.
+    """
+    from google.protobuf.message import DecodeError
+
     net = pb2().NetParameter()
     try:
         net.ParseFromString(data)
     except (DecodeError, RuntimeError, ValueError, TypeError, OverflowError, RecursionError) as e:
-        raise ParseError(f"not a valid caffemodel: truncated or corrupted protobuf ({len(data)} bytes; "
-                         f"{str(e) or type(e).__name__})", file=path,
-                         hint="download or copy the file again; check it is a .caffemodel") from None
+        raise corrupted_caffemodel(path, size, str(e) or type(e).__name__) from None
     if not net.layer and not net.layers:
         raise ParseError("caffemodel holds no layers (is this a prototxt or another file type?)", file=path)
     _fix_names(net)
@@ -305,6 +327,26 @@ def _umask():
     return mask
 
 
+def check_output_path(path, is_dir=False):
+    """Refuse an output that cannot be written (before any work is done); returns its directory.
+
+    ``is_dir``: the output is a directory (a SavedModel), so an existing directory is fine.
+    """
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.exists():
+        raise OutputError(f"output directory {parent} does not exist", file=path,
+                          hint=f"create it first (mkdir -p {parent})")
+    if not parent.is_dir():
+        raise OutputError(f"{parent} is not a directory", file=path)
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write here: output directory {parent} is not writable", file=path,
+                          hint="choose a writable output directory")
+    if p.is_dir() and not is_dir:
+        raise OutputError("the output path is a directory", file=path, hint="give a file name")
+    return parent
+
+
 def atomic_write(path, data):
     """Write bytes (or an iterable of byte chunks) to ``path`` through a temporary file in the
     same directory, then rename.
@@ -314,14 +356,7 @@ def atomic_write(path, data):
     The new file gets the usual permissions (0666 minus the umask), not mkstemp's 0600.
     """
     p = Path(path)
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.exists():
-        raise OutputError(f"output directory {parent} does not exist", file=path,
-                          hint=f"create it first (mkdir -p {parent})")
-    if not parent.is_dir():
-        raise OutputError(f"{parent} is not a directory", file=path)
-    if p.is_dir():
-        raise OutputError("the output path is a directory", file=path, hint="give a file name")
+    parent = check_output_path(p)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=parent)
     except OSError as e:

@@ -8,14 +8,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..caffe.io import atomic_write
+from ..caffe.io import atomic_write, check_output_path
 from ..errors import OutputError
 
 
-def add_input_shape(parser):
-    parser.add_argument("--input-shape", action="append", metavar="[NAME=]N,C,H,W", default=[],
-                        help="shape of an input blob (repeatable); needed for Data layers, or to convert at "
-                             "another input size")
+def add_input_shape(parser, help="shape of an input blob (repeatable); needed for Data layers, or to convert at "
+                                  "another input size"):
+    """The ``--input-shape [NAME=]N,C,H,W`` option, read with :func:`bnconvert.cli.parse_input_shapes`."""
+    parser.add_argument("--input-shape", action="append", metavar="[NAME=]N,C,H,W", default=[], help=help)
 
 
 def write_report(path, report):
@@ -38,18 +38,6 @@ def _json_default(o):
     return str(o)
 
 
-def check_output_path(path, is_dir=False):
-    """Fail early (before any work) when an output cannot be written."""
-    p = Path(path)
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.exists():
-        raise OutputError(f"output directory {parent} does not exist", file=path, hint="create it first")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"output directory {parent} is not writable", file=path)
-    if p.exists() and p.is_dir() and not is_dir:
-        raise OutputError("output path is a directory", file=path)
-
-
 def model_format(path, fmt):
     if fmt:
         return fmt
@@ -64,8 +52,7 @@ def model_format(path, fmt):
 def save_model(model, path, fmt):
     """Save atomically: write beside the target, then rename over it."""
     p = Path(path)
-    parent = p.parent if str(p.parent) else Path(".")
-    check_output_path(p, is_dir=(fmt == "savedmodel"))
+    parent = check_output_path(p, is_dir=(fmt == "savedmodel"))
     if fmt in ("keras", "h5"):
         suffix = ".keras" if fmt == "keras" else ".h5"
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix, dir=parent)

@@ -5,10 +5,10 @@ import sys
 import time
 from pathlib import Path
 
+from ..caffe.io import check_output_path
 from ..cli import parse_input_shapes
 from ..errors import ConversionError
-from ._common import add_input_shape, check_output_path, fmt_shape, model_format, print_rows, save_model, \
-    write_report
+from ._common import add_input_shape, fmt_shape, model_format, print_rows, save_model, write_report
 
 HELP = "convert a Caffe model (prototxt + caffemodel) to Keras"
 DESCRIPTION = """Convert a Caffe model to a channels_last Keras model.

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+from ._common import add_input_shape
+
 HELP = "show a Caffe net's inputs, layers, shapes, BatchNorm details and unsupported layers"
 DESCRIPTION = """\
 Show what a Caffe net declares: how its inputs are declared, the layer table (name, type,
@@ -27,8 +29,7 @@ def add_common(parser, weights=True):
                         help="the phase whose graph is shown (default TEST)")
     parser.add_argument("--stage", action="append", default=[], metavar="STAGE",
                         help="a NetState stage for include/exclude rules (repeatable)")
-    parser.add_argument("--input-shape", action="append", default=[], metavar="NAME=N,C,H,W",
-                        help="shape of an input blob (needed for Data layers; repeatable)")
+    add_input_shape(parser, help="shape of an input blob (needed for Data layers; repeatable)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 

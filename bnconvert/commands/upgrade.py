@@ -5,6 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ._common import add_input_shape
 from .inspect import table
 
 HELP = "upgrade a V1/legacy Caffe net and caffemodel to V2 with shaped blobs (idempotent)"
@@ -27,8 +28,7 @@ def add_arguments(parser):
     parser.add_argument("-o", "--output", nargs="+", required=True, metavar="OUT",
                         help="OUT.prototxt [OUT.caffemodel] (the caffemodel name defaults to OUT.caffemodel "
                              "next to OUT.prototxt)")
-    parser.add_argument("--input-shape", action="append", default=[], metavar="NAME=N,C,H,W",
-                        help="input shape for nets with Data layers, so blob shapes come from the net")
+    add_input_shape(parser, help="input shape for nets with Data layers, so blob shapes come from the net")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 

@@ -1,6 +1,8 @@
 """``bnconvert verify``: compare a Caffe net and its Keras model blob by blob (the GPU verification pass)."""
 from __future__ import annotations
 
+from ._common import add_input_shape
+
 HELP = "run a Caffe net and its Keras model side by side and compare every blob (exit 0 ok, 1 off, 2 bad input)"
 DESCRIPTION = """\
 Run the Caffe net in a reference runtime (pycaffe when importable, else OpenCV dnn, or blobs
@@ -41,8 +43,7 @@ def add_arguments(parser):
     parser.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
     parser.add_argument("--report", metavar="FILE.json", help="write the JSON report here")
     parser.add_argument("--html", metavar="FILE.html", help="write an HTML page with the per-blob error plot")
-    parser.add_argument("--input-shape", action="append", default=[], metavar="NAME=N,C,H,W",
-                        help="shape of an input blob (repeatable)")
+    add_input_shape(parser, help="shape of an input blob (repeatable)")
     parser.add_argument("--phase", default="TEST", type=str.upper, choices=["TEST", "TRAIN"])
     parser.add_argument("--mean", metavar="B,G,R", help="image mean per channel (default: transform_param)")
     parser.add_argument("--scale", type=float, help="image scale (default: transform_param, else 1)")
