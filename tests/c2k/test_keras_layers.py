@@ -1,4 +1,4 @@
-"""The custom Keras layers (bnconvert/keras_layers.py): configs, errors, saving a converted model
+"""The custom Keras layers (bnconvert/keras_layers/): configs, errors, saving a converted model
 that uses every one of them and loading it in a fresh process with safe_mode, and fine-tuning the
 converted BatchNormalization."""
 import inspect
@@ -17,7 +17,7 @@ from helpers import ROOT, assert_close
 
 NET = ROOT / "tests" / "nets" / "c2k" / "all_custom_layers.prototxt"
 CUSTOM = sorted(name for name, obj in vars(kl).items()
-                if inspect.isclass(obj) and issubclass(obj, keras.layers.Layer) and obj.__module__ == kl.__name__)
+                if inspect.isclass(obj) and issubclass(obj, keras.layers.Layer) and obj.__module__.startswith(kl.__name__ + "."))
 
 
 @pytest.fixture(scope="module")
