@@ -2,7 +2,8 @@
 
 1. bnconvert/caffe_pb2.py is up to date with proto/caffe.proto and not hand-edited
    (hash stamp written by tools/gen_proto.sh; byte-exact regeneration when a protoc
-   is at hand).
+   is at hand). Its classes live in a private descriptor pool, so it coexists with any
+   other Caffe schema module (package caffe in the default pool) in either import order.
 2. Wire compatibility with BVLC Caffe: every message of ../shared/reference/caffe.proto
    exists in ours, with the same fields (number, label, type, packing, default) and
    the same enum values.
@@ -12,8 +13,10 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
-import importlib.util
+import os
+import pickle
 import re
 import struct
 import subprocess
@@ -21,7 +24,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from google.protobuf import descriptor_pb2, text_format, unknown_fields
+from google.protobuf import descriptor_pb2, descriptor_pool, text_format, unknown_fields
 
 from bnconvert import caffe_pb2
 
@@ -63,34 +66,149 @@ def test_generated_module_matches_stamp():
         "do not edit it by hand, run tools/gen_proto.sh")
 
 
-def _python_with_grpc_tools() -> str | None:
-    if importlib.util.find_spec("grpc_tools") is not None:
-        return sys.executable
+def _protoc_venv() -> Path | None:
+    """tools/gen_proto.sh's private protoc venv, when it exists (the test never installs it)."""
     venv_py = ROOT / ".cache" / "protoc-venv" / "bin" / "python"
     if venv_py.exists():
-        probe = subprocess.run([str(venv_py), "-c", "import grpc_tools"],
-                               capture_output=True)
+        probe = subprocess.run([str(venv_py), "-c", "import grpc_tools"], capture_output=True)
         if probe.returncode == 0:
-            return str(venv_py)
+            return venv_py.parent.parent
     return None
 
 
 def test_regenerated_module_is_identical(tmp_path):
-    py = _python_with_grpc_tools()
-    if py is None:
-        pytest.skip("grpc_tools not importable and no .cache/protoc-venv "
-                    "(run tools/gen_proto.sh once to create it)")
-    subprocess.run([py, "-m", "grpc_tools.protoc", "-I", str(PROTO.parent),
-                    f"--python_out={tmp_path}", str(PROTO)], check=True)
+    venv = _protoc_venv()
+    if venv is None:
+        pytest.skip("no .cache/protoc-venv with grpc_tools (run tools/gen_proto.sh once to create it)")
+    subprocess.run(["bash", str(ROOT / "tools" / "gen_proto.sh"), str(tmp_path)], check=True,
+                   env={**os.environ, "PROTOC_VENV": str(venv)}, capture_output=True)
     assert (tmp_path / "caffe_pb2.py").read_bytes() == PB2.read_bytes(), (
         "regenerating proto/caffe.proto gives a different caffe_pb2.py "
         "(different protoc version, or stale module); run tools/gen_proto.sh")
 
 
 def test_descriptor_is_package_caffe_proto2():
-    fdp = descriptor_pb2.FileDescriptorProto.FromString(caffe_pb2.DESCRIPTOR.serialized_pb)
-    assert fdp.package == "caffe"
+    fdp = descriptor_pb2.FileDescriptorProto.FromString(caffe_pb2.SERIALIZED_FILE)
+    assert fdp.name == "caffe.proto" and fdp.package == "caffe"
     assert fdp.syntax in ("", "proto2")
+    assert caffe_pb2.DESCRIPTOR.name == "caffe.proto"
+
+
+# ---------------------------------------------------------------------------
+# 1b. a private descriptor pool: the module offers what protoc's module did
+# ---------------------------------------------------------------------------
+
+def test_schema_is_not_in_the_default_pool():
+    assert caffe_pb2.DESCRIPTOR.pool is not descriptor_pool.Default()
+    assert caffe_pb2.NetParameter.DESCRIPTOR.file is caffe_pb2.DESCRIPTOR
+    with pytest.raises(KeyError):
+        descriptor_pool.Default().FindFileByName("caffe.proto")
+
+
+def test_module_exposes_every_message_and_enum():
+    fdp = descriptor_pb2.FileDescriptorProto.FromString(caffe_pb2.SERIALIZED_FILE)
+    assert len(fdp.message_type) > 50
+    for d in fdp.message_type:
+        cls = getattr(caffe_pb2, d.name)
+        assert cls.DESCRIPTOR.full_name == f"caffe.{d.name}"
+        assert cls.__module__ == "bnconvert.caffe_pb2"
+        for e in d.enum_type:  # nested enums: wrapper and values on the class
+            assert getattr(cls, e.name).Name(e.value[-1].number) == e.value[-1].name
+            assert getattr(cls, e.value[-1].name) == e.value[-1].number
+    for e in fdp.enum_type:
+        assert {v.name: getattr(caffe_pb2, v.name) for v in e.value} == {v.name: v.number for v in e.value}
+    assert caffe_pb2.Phase.Name(caffe_pb2.TEST) == "TEST" and caffe_pb2.TRAIN == 0
+    assert caffe_pb2.V1LayerParameter.LayerType.Value("CONVOLUTION") == caffe_pb2.V1LayerParameter.CONVOLUTION == 4
+
+
+def test_messages_pickle_and_copy():
+    net = caffe_pb2.NetParameter(name="n")
+    net.layer.add(name="bn", type="BatchNorm").batch_norm_param.eps = 1e-3
+    assert pickle.loads(pickle.dumps(net)) == net
+    assert copy.deepcopy(net) == net
+    assert net.layer[0].batch_norm_param.moving_average_fraction == pytest.approx(0.999)
+
+
+def test_nested_message_classes_are_attributes():
+    # caffe.proto has no nested messages today; a fork schema may add some.
+    from bnconvert.caffe.schema import build_module
+
+    fdp = descriptor_pb2.FileDescriptorProto(name="nested_test.proto", package="bnconvert_test")
+    outer = fdp.message_type.add(name="Outer")
+    inner = outer.nested_type.add(name="Inner")
+    inner.field.add(name="x", number=1, type=FDP.TYPE_INT32, label=FDP.LABEL_OPTIONAL)
+    outer.field.add(name="inner", number=1, type=FDP.TYPE_MESSAGE, label=FDP.LABEL_OPTIONAL,
+                    type_name=".bnconvert_test.Outer.Inner")
+    ns = {"__name__": "nested_test"}
+    build_module(fdp.SerializeToString(), ns)
+    msg = ns["Outer"](inner=ns["Outer"].Inner(x=3))
+    assert msg.inner.x == 3 and ns["Outer"].Inner.__qualname__ == "Outer.Inner"
+
+
+def _fake_schema_module(folder: Path, file_name: str, extra_field: bool) -> None:
+    """A stand-in for pycaffe's/MMdnn's caffe_pb2: the same package ``caffe`` registered in protobuf's
+    default pool, under ``file_name``; ``extra_field`` makes it a fork's schema (different content)."""
+    fdp = descriptor_pb2.FileDescriptorProto.FromString(caffe_pb2.SERIALIZED_FILE)
+    fdp.name = file_name
+    if extra_field:
+        net = next(m for m in fdp.message_type if m.name == "NetParameter")
+        net.field.add(name="fork_only", number=9999, type=FDP.TYPE_INT32, label=FDP.LABEL_OPTIONAL)
+    (folder / "caffe_pb2.py").write_text(
+        "from google.protobuf import descriptor_pool, message_factory\n"
+        f"DESCRIPTOR = descriptor_pool.Default().AddSerializedFile({fdp.SerializeToString()!r})\n"
+        "NetParameter = message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['NetParameter'])\n")
+
+
+_COEXIST = """
+import sys
+from google.protobuf import descriptor_pool, text_format
+
+def other():
+    import caffe_pb2
+    return caffe_pb2
+
+def ours():
+    from bnconvert.caffe.graph import load_net
+    from bnconvert.caffe.io import pb2, read_prototxt
+    return pb2(), load_net, read_prototxt
+
+if sys.argv[1] == "other-first":
+    theirs = other(); pb2, load_net, read_prototxt = ours()
+    # the fake really clashes: registering our schema in the default pool now fails
+    try:
+        descriptor_pool.Default().AddSerializedFile(pb2.SERIALIZED_FILE)
+    except TypeError as e:
+        print("clash:", str(e)[-60:])
+    else:
+        raise SystemExit("the stand-in module does not clash with a default-pool caffe.proto")
+else:
+    pb2, load_net, read_prototxt = ours(); theirs = other()
+proto, v1 = sys.argv[2:4]
+mine = read_prototxt(proto)
+other_net = text_format.Parse(open(proto).read(), theirs.NetParameter())
+assert mine.SerializeToString() == other_net.SerializeToString()
+assert text_format.MessageToString(mine) == text_format.MessageToString(other_net)
+net = load_net(v1)  # V1 layers upgraded through the V1LayerParameter enums
+assert net.layers and pb2.Phase.Name(pb2.TEST) == "TEST"
+print("ok", len(mine.layer), len(net.layers))
+"""
+
+
+@pytest.mark.parametrize("order", ["other-first", "bnconvert-first"])
+@pytest.mark.parametrize("file_name,extra_field", [("caffe.proto", True), ("caffe/proto/caffe.proto", False)],
+                         ids=["fork-caffe.proto", "pycaffe-like"])
+def test_coexists_with_another_caffe_schema_module(tmp_path, order, file_name, extra_field):
+    zoo = SHARED / "zoo"
+    if not zoo.is_dir():
+        pytest.skip(f"{zoo} not found")
+    _fake_schema_module(tmp_path, file_name, extra_field)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    res = subprocess.run([sys.executable, "-c", _COEXIST, order, str(zoo / "resnet50" / "ResNet-50-deploy.prototxt"),
+                          str(zoo / "vgg19_v1" / "VGG_ILSVRC_19_layers_deploy.prototxt")],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.splitlines()[-1].startswith("ok ")
+    assert ("clash:" in res.stdout) == (order == "other-first")
 
 
 # ---------------------------------------------------------------------------
@@ -159,7 +277,7 @@ def parse_proto_text(text: str):
 
 
 def _our_descriptors():
-    fdp = descriptor_pb2.FileDescriptorProto.FromString(caffe_pb2.DESCRIPTOR.serialized_pb)
+    fdp = descriptor_pb2.FileDescriptorProto.FromString(caffe_pb2.SERIALIZED_FILE)
     messages, enums = {}, {}
 
     def walk_enum(prefix, e):
@@ -359,3 +477,10 @@ def test_caffemodel_decodes_without_unknown_fields(path):
                 check(sub, f"{where}.{fd.name}[{i}]")
 
     check(net, path.name)
+
+
+@pytest.mark.parametrize("path", _caffemodels(), ids=_rel)
+def test_caffemodel_reserializes_byte_identical(path):
+    # Caffe writes fields in number order, as protobuf does: any change to the wire format shows here.
+    data = path.read_bytes()
+    assert caffe_pb2.NetParameter.FromString(data).SerializeToString() == data
