@@ -484,3 +484,51 @@ def test_caffemodel_reserializes_byte_identical(path):
     # Caffe writes fields in number order, as protobuf does: any change to the wire format shows here.
     data = path.read_bytes()
     assert caffe_pb2.NetParameter.FromString(data).SerializeToString() == data
+
+
+# ---------------------------------------------------------------------------
+# 4. the fork additions for BN, Interp and Upsample, listed explicitly
+# ---------------------------------------------------------------------------
+
+# (message, field) -> (number, type, default or None). Numbers are the forks' own where BVLC leaves
+# them free (bn_param 45: SegNet/ENet; upsample_param 149: the YOLOv3 ports), else moved (interp_param:
+# DeepLab v2/PSPNet use 143, BVLC's input_param); PSPNet's BN fields moved by 1000 (its momentum at
+# 3 would clash with SegNet's bn_mode).
+RESIZE_BN_FORK_FIELDS = {
+    ("LayerParameter", "bn_param"): (45, ".caffe.BNParameter", None),
+    ("LayerParameter", "interp_param"): (1143, ".caffe.InterpParameter", None),
+    ("LayerParameter", "upsample_param"): (149, ".caffe.UpsampleParameter", None),
+    ("BNParameter", "scale_filler"): (1, ".caffe.FillerParameter", None),
+    ("BNParameter", "shift_filler"): (2, ".caffe.FillerParameter", None),
+    ("BNParameter", "bn_mode"): (3, ".caffe.BNParameter.BNMode", "LEARN"),
+    ("BNParameter", "slope_filler"): (1001, ".caffe.FillerParameter", None),
+    ("BNParameter", "bias_filler"): (1002, ".caffe.FillerParameter", None),
+    ("BNParameter", "momentum"): (1003, FDP.TYPE_FLOAT, "0.9"),
+    ("BNParameter", "eps"): (1004, FDP.TYPE_FLOAT, "1e-05"),
+    ("BNParameter", "frozen"): (1005, FDP.TYPE_BOOL, "false"),
+    ("BNParameter", "engine"): (1006, ".caffe.BNParameter.Engine", "DEFAULT"),
+    ("InterpParameter", "height"): (1, FDP.TYPE_INT32, "0"),
+    ("InterpParameter", "width"): (2, FDP.TYPE_INT32, "0"),
+    ("InterpParameter", "zoom_factor"): (3, FDP.TYPE_INT32, "1"),
+    ("InterpParameter", "shrink_factor"): (4, FDP.TYPE_INT32, "1"),
+    ("InterpParameter", "pad_beg"): (5, FDP.TYPE_INT32, "0"),
+    ("InterpParameter", "pad_end"): (6, FDP.TYPE_INT32, "0"),
+    ("UpsampleParameter", "scale"): (1, FDP.TYPE_UINT32, "2"),
+    ("UpsampleParameter", "scale_h"): (2, FDP.TYPE_UINT32, None),
+    ("UpsampleParameter", "scale_w"): (3, FDP.TYPE_UINT32, None),
+    ("UpsampleParameter", "pad_out_h"): (4, FDP.TYPE_BOOL, "false"),
+    ("UpsampleParameter", "pad_out_w"): (5, FDP.TYPE_BOOL, "false"),
+    ("UpsampleParameter", "upsample_h"): (6, FDP.TYPE_UINT32, None),
+    ("UpsampleParameter", "upsample_w"): (7, FDP.TYPE_UINT32, None),
+}
+
+
+def test_resize_and_bn_fork_fields_are_exactly_these():
+    ours, _ = _our_descriptors()
+    for (msg, name), (number, ftype, default) in RESIZE_BN_FORK_FIELDS.items():
+        f = ours[f"caffe.{msg}"][name]
+        assert f.number == number, (msg, name)
+        assert (f.type_name == ftype) if isinstance(ftype, str) else (f.type == ftype), (msg, name)
+        assert (f.default_value if f.HasField("default_value") else None) == default, (msg, name)
+    for msg in ("BNParameter", "InterpParameter", "UpsampleParameter"):
+        assert set(ours[f"caffe.{msg}"]) == {n for m, n in RESIZE_BN_FORK_FIELDS if m == msg}, msg

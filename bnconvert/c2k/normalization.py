@@ -1,4 +1,4 @@
-"""BatchNorm (merged with its Scale), Scale, Bias, LRN, MVN and SSD's Normalize."""
+"""BatchNorm (merged with its Scale), the forks' one-layer BN, Scale, Bias, LRN, MVN and SSD's Normalize."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,6 +6,7 @@ import numpy as np
 from .. import layout as lay
 from .._lazy import keras, kl
 from ..caffe.bnpair import batchnorm_stats, use_global_stats
+from ..caffe.shapes import bn_blob_count
 from ..registry import caffe_layer
 from ._context import apply
 
@@ -133,3 +134,51 @@ def normalize(ctx):
     p = ctx.p.norm_param
     layer = kl.CaffeNormalize(p.across_spatial, p.channel_shared, p.eps, name=ctx.name())
     return apply(layer, ctx.input(0, lay.NHWC), [np.asarray(ctx.blob(0)).reshape(-1)])
+
+
+@caffe_layer("BN")
+def fork_bn(ctx):
+    """The BN of SegNet/ENet (scale, shift) or PSPNet (scale, shift, mean, variance): one BatchNormalization."""
+    L, c = ctx.layer, ctx.in_shape(0)[1]
+    if len(L.tops) != 1:
+        raise ctx.error("the extra tops (batch mean and variance) exist only in bn_mode LEARN training",
+                        hint="keep one top for inference")
+    n = len(L.blobs)
+    if n not in (2, 4) or (bn_blob_count(L) or n) != n:
+        raise ctx.error(f"the caffemodel has {n} blob(s) for this BN: SegNet/ENet's BN has 2 (scale, shift), "
+                        f"PSPNet's 4 (scale, shift, mean, variance)",
+                        hint="check that the caffemodel belongs to this prototxt")
+    blobs = [np.asarray(ctx.blob(i), np.float32).reshape(-1) for i in range(n)]
+    if any(b.size != c for b in blobs):
+        raise ctx.error(f"BN blobs have {[b.size for b in blobs]} values but the bottom has {c} channels")
+    return _pspnet_bn(ctx, blobs) if n == 4 else _segnet_bn(ctx, blobs)
+
+
+def _segnet_bn(ctx, blobs):
+    """INFERENCE: y = scale * x + shift, as a BatchNormalization with mean 0 and variance 1; its
+    epsilon is the fork's 1e-9 (1 + 1e-9 is 1 in float32, so the result is exact)."""
+    p = ctx.p.bn_param
+    if p.bn_mode != p.INFERENCE:
+        raise ctx.error("bn_mode is LEARN: this BN normalizes every batch with the batch's own statistics, in "
+                        "every phase, and stores no statistics to convert",
+                        hint="compute the statistics with the fork's compute_bn_statistics.py, which writes an "
+                             "inference net with bn_mode: INFERENCE, and convert that")
+    scale, shift = blobs
+    layer = keras.layers.BatchNormalization(axis=-1, epsilon=1e-9, name=ctx.name())
+    zeros = np.zeros_like(scale)
+    return apply(layer, ctx.input(0, lay.NHWC), [scale, shift, zeros, zeros + 1])
+
+
+def _pspnet_bn(ctx, blobs):
+    """Stored statistics in TEST or when frozen; bn_param's eps and momentum carried over."""
+    p = ctx.p.bn_param
+    if ctx.net.phase != "TEST" and not p.frozen:
+        msg = (f"PSPNet's BN normalizes with batch statistics in phase {ctx.net.phase} unless frozen; the Keras "
+               f"model uses the stored statistics at inference")
+        if ctx.options.get("on_batch_stats") == "error":
+            raise ctx.error(msg, hint="convert --phase TEST, set bn_param { frozen: true }, or allow it with "
+                                      "--batch-stats convert")
+        ctx.warn(msg)
+    layer = keras.layers.BatchNormalization(axis=-1, momentum=float(p.momentum), epsilon=float(p.eps),
+                                            name=ctx.name())
+    return apply(layer, ctx.input(0, lay.NHWC), blobs)

@@ -9,7 +9,8 @@ from ..registry import caffe_layer
 
 @caffe_layer("Pooling")
 def pooling(ctx):
-    """MAX/AVE pooling; built-in Keras pooling where it is exact, CaffePooling2D otherwise."""
+    """MAX/AVE pooling; built-in Keras pooling where it is exact, CaffePooling2D otherwise; a MAX
+    pooling with two tops also gives its argmax mask (SegNet, ENet)."""
     p = ctx.p.pooling_param
     shape = ctx.in_shape(0)
     err = _Err(ctx.layer, ctx.net.path)
@@ -20,6 +21,8 @@ def pooling(ctx):
     if p.global_pooling and (p.pad or p.pad_h or p.pad_w):
         ctx.warn("pad is ignored with global_pooling, as Caffe ignores it")
     x = ctx.input(0)
+    if len(ctx.layer.tops) == 2:
+        return _with_mask(ctx, method, k, s, pd, err, x)
     if is_global:
         cls = keras.layers.GlobalAveragePooling2D if method == "ave" else keras.layers.GlobalMaxPooling2D
         return cls(keepdims=True, name=ctx.name())(x)
@@ -29,3 +32,11 @@ def pooling(ctx):
         cls = keras.layers.MaxPooling2D if method == "max" else keras.layers.AveragePooling2D
         return cls(k, s, padding=mode, name=ctx.name())(x)
     return kl.CaffePooling2D(method, k, s, pd, ceil_mode=pooling_ceil(ctx.layer, err), name=ctx.name())(x)
+
+
+def _with_mask(ctx, method, k, s, pd, err, x):
+    """MAX pooling with a second top: the argmax mask (index into the flattened input plane)."""
+    if method != "max":
+        raise ctx.error("a second top (the argmax mask) needs pool: MAX, as Caffe requires")
+    layer = kl.CaffeMaxPoolArgmax2D(k, s, pd, ceil_mode=pooling_ceil(ctx.layer, err), name=ctx.name())
+    return list(layer(x))

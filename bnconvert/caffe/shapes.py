@@ -48,6 +48,7 @@ _ARITY = {
     "Crop": (2, 2, 1, 1), "Axpy": (3, 3, 1, 1), "Scale": (1, 2, 1, 1), "Bias": (1, 2, 1, 1),
     "Flatten": (1, 1, 1, 1), "Reshape": (1, 1, 1, 1), "Permute": (1, 1, 1, 1), "ArgMax": (1, 1, 1, 1),
     "Reduction": (1, 1, 1, 1), "Tile": (1, 1, 1, 1),
+    "BN": (1, 1, 1, 1), "Interp": (1, 1, 1, 1), "Upsample": (1, 2, 1, 1),  # fork layers (c2k/resize.py)
 }
 
 
@@ -532,6 +533,98 @@ def _tile(L, ins, err):
         raise err(f"tiles must be >= 1. Received: {p.tiles}")
     x[a] *= p.tiles
     return [tuple(x)], []
+
+
+# --- fork layers: BN (SegNet/ENet/PSPNet), Interp (DeepLab v2/PSPNet), Upsample (SegNet/ENet/YOLOv3 ports)
+
+def bn_blob_count(L):
+    """2 (SegNet/ENet: scale, shift) or 4 (PSPNet: scale, shift, mean, variance) when the
+    prototxt tells which fork's BN this is, else None (the caffemodel's blob count decides)."""
+    p = L.param.bn_param
+    if p.HasField("bn_mode") or p.HasField("scale_filler") or p.HasField("shift_filler"):
+        return 2
+    if any(p.HasField(f) for f in ("slope_filler", "bias_filler", "momentum", "eps", "frozen", "engine")):
+        return 4
+    if len(L.param.param) > 2:  # Caffe refuses more param specs than blobs: only PSPNet's BN has more than 2
+        return 4
+    return None
+
+
+@rule("BN")
+def _bn(L, ins, err):
+    x = ins[0]
+    if len(x) != 4:
+        raise err(f"BN needs a 4-d bottom (num, channels, height, width). Received: shape {tuple(x)}")
+    n = bn_blob_count(L)
+    return [tuple(x)], None if n is None else [(1, x[1], 1, 1)] * n
+
+
+def interp_size(L, x, err):
+    """Interp's output (height, width), by the fork's precedence of shrink/zoom/height+width."""
+    p = L.param.interp_param
+    if p.pad_beg > 0 or p.pad_end > 0:
+        raise err(f"Interp supports only non-positive pad_beg/pad_end (cropping). "
+                  f"Received: pad_beg={p.pad_beg}, pad_end={p.pad_end}")
+    eff = [d + p.pad_beg + p.pad_end for d in x[2:]]
+    shrink, zoom = p.HasField("shrink_factor"), p.HasField("zoom_factor")
+    if (shrink and p.shrink_factor < 1) or (zoom and p.zoom_factor < 1):
+        raise err(f"shrink_factor and zoom_factor must be >= 1. Received: shrink_factor={p.shrink_factor}, "
+                  f"zoom_factor={p.zoom_factor}")
+    if shrink:
+        eff_out = [(d - 1) // p.shrink_factor + 1 for d in eff]
+    if shrink and not zoom:
+        out = eff_out
+    elif zoom and not shrink:
+        out = [d + (d - 1) * (p.zoom_factor - 1) for d in eff]
+    elif p.HasField("height") and p.HasField("width"):
+        out = [p.height, p.width]
+    elif shrink and zoom:
+        out = [d + (d - 1) * (p.zoom_factor - 1) for d in eff_out]
+    else:
+        raise err("Interp needs zoom_factor, shrink_factor, or both height and width")
+    if min(eff) <= 0 or min(out) <= 0:
+        raise err(f"Interp output {out[0]}x{out[1]} from an effective input {eff[0]}x{eff[1]}: both must be positive")
+    return tuple(out)
+
+
+@rule("Interp")
+def _interp(L, ins, err):
+    x = ins[0]
+    _need4(x, err)
+    return [(x[0], x[1]) + interp_size(L, x, err)], []
+
+
+def upsample_size(L, ins, err):
+    """Upsample's output (height, width): YOLOv3 ports (one bottom) multiply by ``scale``;
+    SegNet/ENet (data and mask bottoms) take upsample_h/w, else scale(_h/_w) minus pad_out_h/w."""
+    p = L.param.upsample_param
+    x = ins[0]
+    if len(ins) == 1:
+        s = p.scale if p.HasField("scale") else 1  # the YOLOv3 ports' default
+        if s < 1:
+            raise err(f"scale must be >= 1. Received: {s}")
+        return x[2] * s, x[3] * s
+    if tuple(ins[1]) != tuple(x):
+        raise err(f"the mask bottom {tuple(ins[1])} must have the shape of the data bottom {tuple(x)}")
+    if p.HasField("upsample_h") and p.HasField("upsample_w"):
+        if p.upsample_h <= 1 or p.upsample_w <= 1:
+            raise err(f"upsample_h and upsample_w must be > 1. Received: {p.upsample_h}x{p.upsample_w}")
+        return p.upsample_h, p.upsample_w
+    if p.HasField("scale_h") != p.HasField("scale_w") or (p.HasField("scale_h") and p.HasField("scale")):
+        raise err("give upsample_h and upsample_w, or scale, or scale_h and scale_w (without scale)")
+    sh, sw = (p.scale_h, p.scale_w) if p.HasField("scale_h") else (p.scale, p.scale)
+    if sh <= 1 or sw <= 1:
+        raise err(f"the scale must be > 1. Received: {sh}x{sw}")
+    if (p.pad_out_h and sh != 2) or (p.pad_out_w and sw != 2):
+        raise err("pad_out_h/pad_out_w need a scale of 2")
+    return x[2] * sh - int(p.pad_out_h), x[3] * sw - int(p.pad_out_w)
+
+
+@rule("Upsample")
+def _upsample(L, ins, err):
+    x = ins[0]
+    _need4(x, err)
+    return [(x[0], x[1]) + tuple(upsample_size(L, ins, err))], []
 
 
 def infer_shapes(net):

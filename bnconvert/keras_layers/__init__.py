@@ -8,12 +8,13 @@ importing this package registers them all.
 from __future__ import annotations
 
 from ._common import PACKAGE, caffe_pool_geometry
-from .pooling import CaffePooling2D
+from .pooling import CaffePooling2D, CaffeMaxPoolArgmax2D
 from .normalization import CaffeLRN, CaffeMVN, CaffeNormalize
 from .elementwise import CaffeUnary, CaffeScale, BroadcastTo, CaffeEltwise
 from .shape import CaffeSlice, CaffeCrop, ShuffleChannel, CaffeTile
 from .reduce import CaffeReduce
+from .resize import CaffeInterp, CaffeMaxUnpool2D
 
 __all__ = ["PACKAGE", "caffe_pool_geometry", "CaffePooling2D", "CaffeLRN", "CaffeMVN", "CaffeNormalize", "CaffeUnary",
            "CaffeScale", "BroadcastTo", "CaffeEltwise", "CaffeSlice", "CaffeCrop", "ShuffleChannel", "CaffeTile",
-           "CaffeReduce"]
+           "CaffeReduce", "CaffeMaxPoolArgmax2D", "CaffeInterp", "CaffeMaxUnpool2D"]

@@ -82,3 +82,61 @@ class CaffePooling2D(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "method": self.method, "pool_size": self.pool_size,
                 "strides": self.strides, "padding": self.padding, "ceil_mode": self.ceil_mode}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class CaffeMaxPoolArgmax2D(keras.layers.Layer):
+    """Caffe's MAX Pooling with two tops: the pooled values and the argmax mask.
+
+    The mask (float, as Caffe's top) is, per channel, the index ``h * W + w`` of the window's
+    maximum in the flattened input plane. Windows are clipped to the input (padding never wins);
+    the first maximum in raster order wins a tie, as Caffe's strict ``>`` scan from -FLT_MAX.
+
+    Args:
+        pool_size: (kh, kw).
+        strides: (sh, sw).
+        padding: Caffe's symmetric (ph, pw).
+        ceil_mode: True to round output sizes up (Caffe's default), False to round down.
+    """
+
+    def __init__(self, pool_size, strides=(1, 1), padding=(0, 0), ceil_mode=True, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = tuple(int(v) for v in pool_size)
+        self.strides = tuple(int(v) for v in strides)
+        self.padding = tuple(int(v) for v in padding)
+        self.ceil_mode = bool(ceil_mode)
+        _check(all(p < k for p, k in zip(self.padding, self.pool_size)),
+               "`padding` must be smaller than `pool_size`.", f"padding={self.padding}, pool_size={self.pool_size}")
+
+    def _out(self, h, w):
+        return tuple(caffe_pool_geometry(s, k, st, p, self.ceil_mode)
+                     for s, k, st, p in zip((h, w), self.pool_size, self.strides, self.padding))
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        oh, ow = self._out(h, w)
+        return [(n, oh, ow, c), (n, oh, ow, c)]
+
+    def call(self, x):
+        _, h, w, _ = x.shape
+        oh, ow = self._out(h, w)
+        (kh, kw), (sh, sw), (ph, pw) = self.pool_size, self.strides, self.padding
+        span_h, span_w = (oh - 1) * sh + kh, (ow - 1) * sw + kw
+        low = float(np.finfo(np.float32).min)
+        padded = ops.pad(x, [[0, 0], [ph, max(0, span_h - h - ph)], [pw, max(0, span_w - w - pw)], [0, 0]],
+                         constant_values=float("-inf"))
+        best = ops.full_like(padded[:, :oh, :ow, :], low)
+        arg = ops.full_like(best, -1.0)
+        rows, cols = np.arange(oh) * sh - ph, np.arange(ow) * sw - pw
+        for dy in range(kh):
+            for dx in range(kw):
+                cand = padded[:, dy:dy + (oh - 1) * sh + 1:sh, dx:dx + (ow - 1) * sw + 1:sw, :]
+                index = ((rows + dy)[:, None] * w + (cols + dx)[None, :]).astype(np.float32)
+                better = cand > best
+                best = ops.where(better, cand, best)
+                arg = ops.where(better, ops.convert_to_tensor(index[None, :, :, None], dtype=x.dtype), arg)
+        return [best, arg]
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides,
+                "padding": self.padding, "ceil_mode": self.ceil_mode}
