@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 from ..errors import GraphError, ShapeError
+from . import ssd
 from .io import check_shape
 
 RULES = {}
@@ -49,6 +50,7 @@ _ARITY = {
     "Flatten": (1, 1, 1, 1), "Reshape": (1, 1, 1, 1), "Permute": (1, 1, 1, 1), "ArgMax": (1, 1, 1, 1),
     "Reduction": (1, 1, 1, 1), "Tile": (1, 1, 1, 1),
     "BN": (1, 1, 1, 1), "Interp": (1, 1, 1, 1), "Upsample": (1, 2, 1, 1),  # fork layers (c2k/resize.py)
+    "PriorBox": (1, None, 1, 1), "DetectionOutput": (3, 4, 1, 1),  # SSD's PriorBox declares no bottom count
 }
 
 
@@ -533,6 +535,16 @@ def _tile(L, ins, err):
         raise err(f"tiles must be >= 1. Received: {p.tiles}")
     x[a] *= p.tiles
     return [tuple(x)], []
+
+
+@rule("PriorBox")
+def _prior_box(L, ins, err):
+    return [ssd.prior_box_shape(L.param.prior_box_param, ins, err)], []
+
+
+@rule("DetectionOutput")
+def _detection_output(L, ins, err):
+    return [ssd.detection_output_shape(L.param.detection_output_param, ins, err)], []
 
 
 # --- fork layers: BN (SegNet/ENet/PSPNet), Interp (DeepLab v2/PSPNet), Upsample (SegNet/ENet/YOLOv3 ports)

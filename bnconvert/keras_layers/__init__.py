@@ -14,7 +14,9 @@ from .elementwise import CaffeUnary, CaffeScale, BroadcastTo, CaffeEltwise
 from .shape import CaffeSlice, CaffeCrop, ShuffleChannel, CaffeTile
 from .reduce import CaffeReduce
 from .resize import CaffeInterp, CaffeMaxUnpool2D
+from .detection import CaffePriorBox, CaffeDetectionOutput, detection_model, caffe_detections
 
 __all__ = ["PACKAGE", "caffe_pool_geometry", "CaffePooling2D", "CaffeLRN", "CaffeMVN", "CaffeNormalize", "CaffeUnary",
            "CaffeScale", "BroadcastTo", "CaffeEltwise", "CaffeSlice", "CaffeCrop", "ShuffleChannel", "CaffeTile",
-           "CaffeReduce", "CaffeMaxPoolArgmax2D", "CaffeInterp", "CaffeMaxUnpool2D"]
+           "CaffeReduce", "CaffeMaxPoolArgmax2D", "CaffeInterp", "CaffeMaxUnpool2D",
+           "CaffePriorBox", "CaffeDetectionOutput", "detection_model", "caffe_detections"]

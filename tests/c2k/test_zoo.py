@@ -15,6 +15,7 @@ from bnconvert.testing import random_inputs, run_keras
 from helpers import ZOO, assert_close, need_shared
 
 from ._util import Case
+from .test_detection import SSD_NETS  # the SSD detectors: compared with OpenCV there, detections included
 
 # (prototxt under zoo/, input_shapes, extra convert kwargs). Sizes: the smallest that keeps every
 # spatial layer valid (global-style 7x7 pools need 224 px) and keeps flattened features > 1x1.
@@ -47,17 +48,8 @@ CONVERTS = [
     ("vgg19_v1/VGG_ILSVRC_19_layers_deploy.prototxt", {"data": (1, 3, 64, 64)}, {}),
 ]
 
-_SSD_PRIORS = ["conv4_3_norm_mbox_priorbox", "fc7_mbox_priorbox", "conv6_2_mbox_priorbox",
-               "conv7_2_mbox_priorbox", "conv8_2_mbox_priorbox", "conv9_2_mbox_priorbox"]
 UNSUPPORTED = {
     "faster_rcnn_vgg16_voc/test.prototxt": [("proposal", "Python"), ("roi_pool5", "ROIPooling")],
-    "mobilenet_ssd/MobileNetSSD_deploy.prototxt": [
-        (f"{n}_mbox_priorbox", "PriorBox") for n in ("conv11", "conv13", "conv14_2", "conv15_2", "conv16_2", "conv17_2")
-    ] + [("detection_out", "DetectionOutput")],
-    "opencv_face_res10_ssd/deploy.prototxt": [(n, "PriorBox") for n in _SSD_PRIORS]
-    + [("detection_out", "DetectionOutput")],
-    "ssd300_vgg16_voc0712/deploy.prototxt": [(n, "PriorBox") for n in _SSD_PRIORS]
-    + [("detection_out", "DetectionOutput")],
 }
 # Solver files and the train_val twins of converted deploy nets are not separate nets.
 SKIPPED = {"bvlc_alexnet/train_val.prototxt", "bvlc_googlenet/train_val.prototxt",
@@ -69,7 +61,7 @@ SKIPPED = {"bvlc_alexnet/train_val.prototxt", "bvlc_googlenet/train_val.prototxt
 def test_every_zoo_net_is_covered():
     zoo = need_shared("zoo")
     nets = {str(p.relative_to(zoo)) for p in zoo.rglob("*.prototxt") if "solver" not in p.name}
-    covered = {c[0] for c in CONVERTS} | set(UNSUPPORTED) | SKIPPED
+    covered = {c[0] for c in CONVERTS} | set(UNSUPPORTED) | SKIPPED | set(SSD_NETS)
     assert nets == covered, f"not covered: {sorted(nets - covered)}; missing: {sorted(covered - nets)}"
 
 
