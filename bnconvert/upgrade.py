@@ -15,6 +15,7 @@ from .caffe.graph import build_graph
 from .caffe.io import blob_shape, read_caffemodel, read_prototxt, write_caffemodel, write_prototxt
 from .caffe.upgrade import upgrade_batchnorm, upgrade_input, upgrade_net, upgrade_v1
 from .errors import ConversionError, ParseError
+from .outputs import OutputUnit, check_caffe_outputs
 
 _LEGACY = ("num", "channels", "height", "width")
 _CONV = ("Convolution", "Deconvolution", "ConvolutionDepthwise", "DepthwiseConvolution")
@@ -24,6 +25,17 @@ def upgrade_files(prototxt_in, prototxt_out, caffemodel_in=None, caffemodel_out=
     """Upgrade ``prototxt_in`` (and ``caffemodel_in``) and write them atomically. Returns a report dict."""
     if (caffemodel_in is None) != (caffemodel_out is None):
         raise ConversionError("give both an input and an output caffemodel, or neither")
+    check_caffe_outputs(prototxt_out, caffemodel_out)
+    # Both outputs checked against the inputs and each other before anything is read; written as one unit.
+    with OutputUnit([(prototxt_out, "file", "prototxt"), (caffemodel_out, "file", "caffemodel")],
+                    inputs=[prototxt_in, caffemodel_in]) as unit:
+        report = _upgrade(prototxt_in, prototxt_out, caffemodel_in, caffemodel_out, input_shapes)
+        unit.commit()
+    return report
+
+
+def _upgrade(prototxt_in, prototxt_out, caffemodel_in, caffemodel_out, input_shapes):
+    """Read, upgrade and write; the writes are staged in the caller's open OutputUnit."""
     net = read_prototxt(prototxt_in)
     changes = upgrade_net(net, prototxt_in)
     report = {"prototxt_in": str(prototxt_in), "prototxt_out": str(prototxt_out),

@@ -3,13 +3,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import re
 import sys
-import tempfile
-from pathlib import Path
 
-from ..caffe.io import atomic_write, check_output_path
-from ..errors import OutputError
+from ..outputs import OutputUnit, atomic_write
 
 
 def add_input_shape(parser, help="shape of an input blob (repeatable); needed for Data layers, or to convert at "
@@ -18,9 +15,87 @@ def add_input_shape(parser, help="shape of an input blob (repeatable); needed fo
     parser.add_argument("--input-shape", action="append", metavar="[NAME=]N,C,H,W", default=[], help=help)
 
 
+def add_verbosity(parser):
+    """``-v/--verbose`` (repeatable) and ``-q/--quiet`` (only warnings and errors, on stderr)."""
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="say more (each warning on its own line, per-layer details)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print nothing on stdout; warnings and errors still go to stderr")
+
+
+def add_progress(parser):
+    """``--progress/--no-progress``: the progress bar with an ETA on stderr (default: on a terminal)."""
+    parser.add_argument("--progress", dest="progress", action="store_true", default=None,
+                        help="always show the progress bar (with an ETA) on stderr")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="never show the progress bar")
+
+
+def progress_setting(args):
+    """The ``progress`` argument for the library: False with -q unless --progress was given."""
+    return False if args.quiet and args.progress is None else args.progress
+
+
+def plural(n, noun, nouns=None):
+    """'1 BatchNorm+Scale pair', '2 BatchNorm+Scale pairs', '0 layers'."""
+    return f"{n} {noun if n == 1 else (nouns or noun + 's')}"
+
+
+def shortest_float32(x):
+    """A float32 field's value as the shortest decimal that is the same float32 (1e-05, not
+    9.999999747378752e-06), as a Python float (JSON writes it the same way)."""
+    import numpy as np
+
+    return float(str(np.float32(x)))
+
+
+def float32_text(x):
+    """The shortest text of ``x`` read as a float32: '1e-05', '0.999', '0.001'."""
+    import numpy as np
+
+    return str(np.float32(x))
+
+
+_LAYER_REF = re.compile(r"layer '((?:[^'\\]|\\.)*)'")
+
+
+def aggregate_warnings(warnings, shown=3):
+    """Fold warnings that differ only in the layer they name into one line:
+    "layer 'c1' (Convolution): engine is ignored" x13 -> "13 layers (Convolution): engine is ignored
+    (c1, c2, c3 and 10 more)". Order of first appearance is kept."""
+    groups = {}
+    for w in warnings:
+        m = _LAYER_REF.search(w)
+        key = (w[:m.start()] + "\0" + w[m.end():]) if m else w
+        groups.setdefault(key, []).append((w, m.group(1) if m else None))
+    out = []
+    for key, items in groups.items():
+        if len(items) == 1:
+            out.append(items[0][0])
+            continue
+        if items[0][1] is None:
+            out.append(f"{items[0][0]} ({len(items)} times)")
+            continue
+        names = [n for _, n in items]
+        more = f" and {len(names) - shown} more" if len(names) > shown else ""
+        out.append(key.replace("\0", f"{len(names)} layers") + f" ({', '.join(names[:shown])}{more})")
+    return out
+
+
+def print_warnings(warnings, command, prefix="", verbose=0, out=None):
+    """Warnings on stderr (also with -q), identical ones aggregated unless ``verbose``."""
+    out = out or sys.stderr
+    for w in (list(warnings) if verbose else aggregate_warnings(warnings)):
+        print(f"bnconvert {command}: warning: {prefix}{w}", file=out)
+
+
+def report_bytes(report):
+    """A report dict as indented JSON bytes (numpy values as plain numbers)."""
+    return (json.dumps(report, indent=2, default=_json_default) + "\n").encode()
+
+
 def write_report(path, report):
     if path:
-        atomic_write(path, (json.dumps(report, indent=2, default=_json_default) + "\n").encode())
+        atomic_write(path, report_bytes(report))
 
 
 def _json_default(o):
@@ -38,53 +113,46 @@ def _json_default(o):
     return str(o)
 
 
-def model_format(path, fmt):
-    if fmt:
-        return fmt
-    s = str(path).lower()
-    if s.endswith(".h5") or s.endswith(".hdf5"):
-        return "h5"
-    if s.endswith(".keras"):
-        return "keras"
-    return "savedmodel"
+def model_kind(fmt):
+    """``dir`` for a SavedModel, else ``file`` (the kind :class:`bnconvert.outputs.OutputUnit` checks)."""
+    return "dir" if fmt == "savedmodel" else "file"
 
 
-def save_model(model, path, fmt):
-    """Save atomically: write beside the target, then rename over it."""
-    p = Path(path)
-    parent = check_output_path(p, is_dir=(fmt == "savedmodel"))
-    if fmt in ("keras", "h5"):
-        suffix = ".keras" if fmt == "keras" else ".h5"
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix, dir=parent)
-        os.close(fd)
-        os.unlink(tmp)
-        try:
-            model.save(tmp)
-            os.replace(tmp, p)
-        except BaseException as e:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            if isinstance(e, OSError):
-                raise OutputError(f"cannot write the model: {e.strerror or e}", file=path) from None
-            raise
-        return
-    if fmt != "savedmodel":
-        raise OutputError(f"unknown format {fmt!r}: use keras, h5 or savedmodel", file=path)
-    tmp = tempfile.mkdtemp(prefix=f".{p.name}.", dir=parent)
-    try:
-        shutil.rmtree(tmp)
-        model.export(tmp, format="tf_saved_model", verbose=False)
-        if p.exists():
-            old = tempfile.mkdtemp(prefix=f".{p.name}.old.", dir=parent)
-            os.rmdir(old)
-            os.rename(p, old)
-            os.rename(tmp, p)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, p)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def stage_model(unit, model, path, fmt):
+    """Stage ``model`` for ``path`` in ``unit`` (written when the unit commits)."""
+    if fmt == "savedmodel":
+        unit.write_with(path, lambda tmp: export_saved_model(model, tmp), kind="dir")
+    else:
+        unit.write_with(path, model.save, suffix=".keras" if fmt == "keras" else ".h5")
+
+
+def save_model(model, path, fmt, inputs=()):
+    """Save ``model`` to ``path`` atomically in format ``fmt`` (keras, h5 or savedmodel)."""
+    with OutputUnit([(path, model_kind(fmt), "model")], inputs) as unit:
+        stage_model(unit, model, path, fmt)
+        unit.commit()
+
+
+def export_saved_model(model, path):
+    """Export a TensorFlow SavedModel whose ``serve`` endpoint (and ``serving_default`` signature)
+    takes the model's inputs and returns a dict keyed by the output names (the Keras output layer
+    names, i.e. ``keras_name(blob)``), not ``output_0``..."""
+    import tensorflow as tf
+    from keras.export import ExportArchive
+
+    names = list(model.output_names)
+    specs = [tf.TensorSpec((None,) + tuple(t.shape[1:]), dtype=t.dtype, name=t.name) for t in model.inputs]
+    single = len(specs) == 1
+
+    def serve(*xs):
+        ys = model(xs[0] if single else list(xs), training=False)
+        ys = ys if isinstance(ys, (list, tuple)) else [ys]
+        return dict(zip(names, ys))
+
+    archive = ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", serve, input_signature=specs)
+    archive.write_out(os.fspath(path), verbose=False)
 
 
 def fmt_shape(shape):

@@ -1,7 +1,9 @@
 """``bnconvert keras2caffe``: convert a Keras model to a Caffe prototxt + caffemodel."""
 from __future__ import annotations
 
-import json
+import sys
+
+from ._common import add_progress, add_verbosity, plural, print_warnings, progress_setting, report_bytes
 
 HELP = "convert a Keras model (.keras/.h5) to a Caffe prototxt + caffemodel"
 DESCRIPTION = """\
@@ -9,6 +11,9 @@ Convert a Keras 3 model to a Caffe deploy prototxt and caffemodel. Each BatchNor
 becomes a BatchNorm (mean, variance, factor 1, use_global_stats: true) plus a Scale holding gamma
 and beta. The Caffe net takes NCHW input named after the Keras input; its outputs are named after
 the Keras output layers. Lambda layers and unknown custom objects are refused (safe mode).
+
+Both outputs (and --report) are checked before any work: none may be the input model or the same
+file as another. They are written as one unit: after a failure none of them is created or replaced.
 
 examples:
   bnconvert keras2caffe model.keras -o net.prototxt net.caffemodel
@@ -24,34 +29,41 @@ def add_arguments(parser):
                         help="the input size in Caffe order (needed when the model's size is unknown; "
                              "the batch defaults to 1)")
     parser.add_argument("--report", metavar="FILE.json", help="write the conversion report as JSON")
-    parser.add_argument("--progress", action="store_true", default=None, help="show a progress bar")
+    add_verbosity(parser)
+    add_progress(parser)
 
 
 def run(args):
     from ..cli import parse_shape
-    from ..errors import OutputError
     from ..k2c import keras_to_caffe
+    from ..outputs import OutputUnit, check_caffe_outputs
 
     shape = parse_shape(args.input_shape) if args.input_shape else None
     prototxt, caffemodel = args.output
-    report = keras_to_caffe(args.model, prototxt, caffemodel, input_shape=shape, progress=args.progress)
-    if args.report:
-        from ..caffe.io import atomic_write
-
-        try:
-            atomic_write(args.report, json.dumps(report, indent=2).encode("utf-8"))
-        except OutputError:
-            raise
-    print(summary(report))
+    check_caffe_outputs(prototxt, caffemodel)
+    outputs = [(prototxt, "file", "prototxt"), (caffemodel, "file", "caffemodel"), (args.report, "file", "report")]
+    with OutputUnit(outputs, inputs=[args.model]) as unit:
+        # keras_to_caffe's two files are staged into this unit, with the report, and written together.
+        report = keras_to_caffe(args.model, prototxt, caffemodel, input_shape=shape,
+                                progress=progress_setting(args))
+        if args.report:
+            unit.write_bytes(args.report, report_bytes(report))
+        unit.commit()
+    if not args.quiet:
+        print(summary(report, verbose=args.verbose))
+    print_warnings(report["warnings"], "keras2caffe", verbose=args.verbose, out=sys.stderr)
     return 0
 
 
-def summary(report):
+def summary(report, verbose=0):
     ins = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in report["inputs"].items())
     outs = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in report["outputs"].items())
     lines = [f"wrote {report['prototxt']} and {report['caffemodel']}",
-             f"  {report['keras_layers']} Keras layers -> {report['caffe_layers']} Caffe layers",
+             f"  {plural(report['keras_layers'], 'Keras layer')} -> {plural(report['caffe_layers'], 'Caffe layer')}",
              f"  inputs: {ins}", f"  outputs: {outs}",
-             f"  BatchNorm+Scale: {len(report['batchnorm'])}, dropped: {len(report['dropped'])}"]
-    lines += [f"  warning: {w}" for w in report["warnings"]]
+             f"  {plural(len(report['batchnorm']), 'BatchNorm+Scale pair')}, "
+             f"{plural(len(report['dropped']), 'layer')} dropped"]
+    if verbose:
+        lines += [f"    {' -> '.join(map(str, b))}" for b in report["batchnorm"]]
+        lines += [f"    dropped: {d}" for d in report["dropped"]]
     return "\n".join(lines)

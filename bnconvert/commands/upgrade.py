@@ -1,11 +1,10 @@
 """``bnconvert upgrade``: rewrite a Caffe net (and its weights) in the current V2 form."""
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-from ._common import add_input_shape
+from ._common import add_input_shape, add_verbosity, plural
 from .inspect import table
 
 HELP = "upgrade a V1/legacy Caffe net and caffemodel to V2 with shaped blobs (idempotent)"
@@ -19,17 +18,47 @@ upgrading an upgraded net gives byte-identical files.
 examples:
   bnconvert upgrade old.prototxt -o new.prototxt
   bnconvert upgrade old.prototxt old.caffemodel -o new.prototxt new.caffemodel
+  bnconvert upgrade -o new.prototxt old.prototxt
+
+No output is ever an input (nor both outputs one file); both are checked before any work and
+written as one unit: if either cannot be written, neither is created or replaced.
 """
 
 
 def add_arguments(parser):
-    parser.add_argument("prototxt", help="the net definition to upgrade")
+    parser.add_argument("prototxt", nargs="?", help="the net definition to upgrade")
     parser.add_argument("caffemodel", nargs="?", help="its weights (optional)")
     parser.add_argument("-o", "--output", nargs="+", required=True, metavar="OUT",
                         help="OUT.prototxt [OUT.caffemodel] (the caffemodel name defaults to OUT.caffemodel "
-                             "next to OUT.prototxt)")
+                             "next to OUT.prototxt). Written before the inputs (upgrade -o OUT IN) it is "
+                             "followed by the inputs")
     add_input_shape(parser, help="input shape for nets with Data layers, so blob shapes come from the net")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_verbosity(parser)
+
+
+def split_paths(inputs, outputs):
+    """(prototxt_in, caffemodel_in, [outputs]) from the positionals and the -o list.
+
+    ``-o`` takes one or two names, so when it comes first it also swallows the inputs: with no
+    positionals, ``-o A B`` is OUT IN, ``-o A B C`` is OUT IN IN.caffemodel (an output caffemodel
+    needs an input one) and ``-o A B C D`` is OUT OUT.caffemodel IN IN.caffemodel."""
+    from ..errors import ConversionError
+
+    given = [i for i in inputs if i is not None]
+    if not given:
+        n = len(outputs)
+        if n < 2:
+            raise ConversionError("the input prototxt is missing",
+                                  hint="bnconvert upgrade IN.prototxt [IN.caffemodel] -o OUT.prototxt [OUT.caffemodel]")
+        if n > 4:
+            raise ConversionError("too many paths: expected OUT.prototxt [OUT.caffemodel] IN.prototxt [IN.caffemodel]")
+        k = 2 if n == 4 else 1
+        outputs, given = outputs[:k], outputs[k:]
+    if len(outputs) > 2:
+        raise ConversionError("-o takes OUT.prototxt and optionally OUT.caffemodel, nothing more",
+                              hint="put -o after the inputs, or give both inputs after it")
+    return given[0], (given[1] if len(given) > 1 else None), outputs
 
 
 def run(args):
@@ -37,16 +66,16 @@ def run(args):
     from ..errors import ConversionError
     from ..upgrade import upgrade_files
 
-    if len(args.output) > 2:
-        raise ConversionError("-o takes OUT.prototxt and optionally OUT.caffemodel, nothing more")
+    prototxt, caffemodel, outputs = split_paths([args.prototxt, args.caffemodel], args.output)
     out_model = None
-    if args.caffemodel is not None:
-        out_model = args.output[1] if len(args.output) == 2 else str(Path(args.output[0]).with_suffix(".caffemodel"))
-    elif len(args.output) == 2:
+    if caffemodel is not None:
+        out_model = outputs[1] if len(outputs) == 2 else str(Path(outputs[0]).with_suffix(".caffemodel"))
+    elif len(outputs) == 2:
         raise ConversionError("an output caffemodel was named but no input caffemodel was given")
-    report = upgrade_files(args.prototxt, args.output[0], args.caffemodel, out_model,
+    report = upgrade_files(prototxt, outputs[0], caffemodel, out_model,
                            input_shapes=parse_input_shapes(args.input_shape))
-    print(json.dumps(report, indent=2) if args.json else render(report))
+    if not args.quiet:
+        print(json.dumps(report, indent=2) if args.json else render(report, verbose=args.verbose))
     return 0
 
 
@@ -58,15 +87,17 @@ def describe_upgrades(u):
     if u.get("input_layer") or u.get("input_fields"):
         done.append("input fields -> Input layer")
     if u.get("batchnorm_params_dropped"):
-        done.append(f"BatchNorm param blocks dropped from {len(u['batchnorm_params_dropped'])} layer(s)")
+        done.append(f"BatchNorm param blocks dropped from {plural(len(u['batchnorm_params_dropped']), 'layer')}")
     if u.get("reshaped"):
-        done.append(f"{len(u['reshaped'])} legacy blob(s) given a shape")
+        done.append(f"{plural(len(u['reshaped']), 'legacy blob')} given a shape")
     return done
 
 
-def render(rep):
+def render(rep, verbose=0):
     out = [f"{rep['prototxt_in']} -> {rep['prototxt_out']}: "
-           + ("; ".join(describe_upgrades(rep)) or "already up to date") + f" ({rep['layers']} layers)"]
+           + ("; ".join(describe_upgrades(rep)) or "already up to date") + f" ({plural(rep['layers'], 'layer')})"]
+    if verbose and rep.get("batchnorm_params_dropped"):
+        out.append("BatchNorm param blocks dropped from: " + ", ".join(rep["batchnorm_params_dropped"]))
     m = rep["caffemodel"]
     if m is not None:
         out.append(f"{rep['caffemodel_in']} -> {rep['caffemodel_out']}: "

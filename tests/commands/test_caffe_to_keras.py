@@ -104,7 +104,7 @@ def test_batch_directory_with_jobs(tmp_path):
 
 def test_savedmodel_format(tmp_path):
     out = tmp_path / "sm"
-    r = cli("caffe2keras", SAMPLE / "deploy.prototxt", SAMPLE / "weights.caffemodel", "-o", out, "-q")
+    r = cli("caffe2keras", SAMPLE / "deploy.prototxt", SAMPLE / "weights.caffemodel", "-o", f"{out}/", "-q")
     assert r.returncode == 0, r.stderr
     assert (out / "saved_model.pb").exists()
     import tensorflow as tf
@@ -113,4 +113,21 @@ def test_savedmodel_format(tmp_path):
     loaded = tf.saved_model.load(str(out))
     x = np.random.default_rng(1).normal(size=(2, 64, 64, 3)).astype("float32")
     ref = bc.caffe_to_keras(SAMPLE / "deploy.prototxt", SAMPLE / "weights.caffemodel")
-    assert_close(np.asarray(loaded.serve(x)), np.asarray(ref(x)))
+    assert_close(np.asarray(loaded.serve(x)["prob"]), np.asarray(ref(x)))
+
+
+def test_savedmodel_signature_names_outputs_after_the_blobs(tmp_path):
+    """The serving signature's outputs are keras_name(blob), not output_0..."""
+    from bnconvert.naming import keras_name
+
+    out = tmp_path / "sm"
+    r = cli("caffe2keras", SAMPLE / "deploy.prototxt", SAMPLE / "weights.caffemodel", "-o", out,
+            "--format", "savedmodel", "--outputs", "res2a,pool5,prob", "-q")
+    assert r.returncode == 0, r.stderr
+    import tensorflow as tf
+
+    sig = tf.saved_model.load(str(out)).signatures["serving_default"]
+    assert set(sig.structured_outputs) == {keras_name(b) for b in ("res2a", "pool5", "prob")}
+    assert [s.name for s in sig.structured_input_signature[1].values()] == ["data"]
+    got = sig(data=tf.zeros((1, 64, 64, 3)))
+    assert tuple(got["prob"].shape) == (1, 10) and tuple(got["pool5"].shape)[0] == 1

@@ -99,7 +99,7 @@ def test_cli(tmp_path, capsys):
     rc = main(["keras2caffe", str(tmp_path / "m.keras"), "-o", str(tmp_path / "n.prototxt"),
                str(tmp_path / "n.caffemodel"), "--input-shape", "1,3,6,6", "--report", str(tmp_path / "r.json")])
     out = capsys.readouterr().out
-    assert rc == 0 and "BatchNorm+Scale: 1" in out
+    assert rc == 0 and "1 BatchNorm+Scale pair," in out
     assert json.loads((tmp_path / "r.json").read_text())["outputs"] == {"pool": [1, 4]}
     rc = main(["keras2caffe", str(tmp_path / "nope.h5"), "-o", str(tmp_path / "a"), str(tmp_path / "b")])
     assert rc == 2 and "not found" in capsys.readouterr().err
