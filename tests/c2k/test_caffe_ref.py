@@ -61,12 +61,16 @@ def test_outputs_match_caffe(converted):
 
 
 def test_every_blob_matches_caffe_layer_by_layer(converted):
-    """For each blob Caffe recorded: run the Keras ops from its first writer's bottoms (fed Caffe's
-    values) to its final version, and compare."""
     key, net, model, report, engine, inputs, ref = converted
+    check_every_blob_layer_by_layer(key, net, engine, inputs, ref)
+
+
+def check_every_blob_layer_by_layer(key, net, engine, inputs, ref):
+    """For each blob of ``ref`` (Caffe's values by blob name: ref.npz, or real pycaffe's): run the Keras
+    ops from its first writer's bottoms (fed Caffe's values) to its final version, and compare."""
     values = {**ref, **inputs}
     checked = 0
-    for name in ref.files:
+    for name in list(ref):
         if name not in net.caffe_name.values() or name in net.inputs:
             continue  # loss/accuracy blobs are not part of the inference graph
         final = net.final_blob(name)
@@ -84,7 +88,7 @@ def test_every_blob_matches_caffe_layer_by_layer(converted):
         out = np.asarray(sub(feeds if len(feeds) > 1 else feeds[0], training=False))
         assert_close(lay.to_caffe_array(out, engine.layouts[final]), ref[name], f"{key}:{name}")
         checked += 1
-    assert checked == len([n for n in ref.files if n in net.caffe_name.values() and n not in net.inputs])
+    assert checked == len([n for n in ref if n in net.caffe_name.values() and n not in net.inputs])
     assert checked >= 2
 
 
