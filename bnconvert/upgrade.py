@@ -12,7 +12,8 @@ upgrade is idempotent: upgrading its output again gives byte-identical files.
 from __future__ import annotations
 
 from .caffe.graph import build_graph
-from .caffe.io import blob_shape, read_caffemodel, read_prototxt, write_caffemodel, write_prototxt
+from .caffe.io import (blob_shape, check_caffemodel_blobs, read_caffemodel, read_prototxt, write_caffemodel,
+                       write_prototxt)
 from .caffe.upgrade import upgrade_batchnorm, upgrade_input, upgrade_net, upgrade_v1
 from .errors import ConversionError, ParseError
 from .outputs import OutputUnit, check_caffe_outputs
@@ -46,6 +47,7 @@ def _upgrade(prototxt_in, prototxt_out, caffemodel_in, caffemodel_out, input_sha
     model = None
     if caffemodel_in is not None:
         model = read_caffemodel(caffemodel_in)
+        check_caffemodel_blobs(model, caffemodel_in)
         expected = expected_param_shapes(net, input_shapes, prototxt_in)
         report["caffemodel"] = upgrade_model(model, expected, caffemodel_in)
         write_caffemodel(model, caffemodel_out)

@@ -152,7 +152,8 @@ def test_misfit_blob_is_kept_legacy_and_reported(tmp_path):
     proto, weights = write_v1(tmp_path, rng)
     model = read_caffemodel(weights)
     fc2 = next(v1 for v1 in model.layers if v1.name == "fc2")
-    fc2.blobs[0].height = 6  # 1x1x6x10 does not fit fc2's 5x10 (the data count is wrong too; never read)
+    fc2.blobs[0].height = 6  # 1x1x6x10 does not fit fc2's 5x10
+    fc2.blobs[0].data.extend([0.0] * 10)  # (a blob whose data is short is refused, as caffe2keras refuses it)
     write_caffemodel(model, weights)
     rep = upgrade_files(proto, tmp_path / "o.prototxt", weights, tmp_path / "o.caffemodel")
     (kept,) = rep["caffemodel"]["kept_legacy"]

@@ -10,6 +10,7 @@ from ..caffe.graph import INPUT_TYPES, load_net
 from ..errors import ConversionError, UnsupportedLayerError
 from ..naming import keras_name, unique_name
 from ..progress import Progress
+from ..recursion import call_deep
 from ..registry import CAFFE_TO_KERAS
 from ._context import LayerContext
 
@@ -145,8 +146,9 @@ def convert_net(net, *, on_batch_stats="convert", progress=None):
         if t._keras_history.operation.name != want:
             t = keras.layers.Identity(name=eng.namer.claim(want))(t)
         outputs.append(t)
-    model = keras.Model(inputs if len(inputs) != 1 else inputs[0], outputs if len(outputs) != 1 else outputs[0],
-                        name=keras_name(net.name or "caffe_net"))
+    # Keras maps the graph recursively, one level per layer: deep nets get room (bnconvert.recursion).
+    model = call_deep(len(net.layers), keras.Model, inputs if len(inputs) != 1 else inputs[0],
+                      outputs if len(outputs) != 1 else outputs[0], name=keras_name(net.name or "caffe_net"))
 
     for L in net.layers:
         for i in range(len(L.blobs)):

@@ -14,9 +14,10 @@ Usage::
         for j, b in enumerate(lp.blobs):
             arr = blob_array(b, store.get(i, j))   # float32, the blob's declared shape
 
-Blobs stored unpacked (legal but rare) stay in the skeleton; ``store.get`` returns None for
-them and ``blob_array`` falls back to :func:`bnconvert.caffe.io.blob_to_array`.
-No Keras import.
+Values split over several fields, or stored unpacked (both legal protobuf, both rare), are
+concatenated into a copy; ``double_data`` wins over ``data`` when it holds any values, as in
+Caffe's ``Blob::FromProto``. A blob without values gets None from ``store.get``, and
+``blob_array`` falls back to :func:`bnconvert.caffe.io.blob_to_array`. No Keras import.
 """
 from __future__ import annotations
 
@@ -25,93 +26,56 @@ import os
 import numpy as np
 
 from ..errors import ParseError, ShapeError
-from .io import (blob_shape, blob_to_array, check_caffemodel_head, check_shape, corrupted_caffemodel,
-                 parse_caffemodel_bytes, pb2, readable_file)
+from .io import (MAX_CAFFEMODEL_BYTES, blob_shape, blob_to_array, check_caffemodel_head, check_shape,
+                 corrupted_caffemodel, open_regular, parse_caffemodel_bytes, pb2)
+from .wire import (BLOB_DATA, BLOB_DOUBLE_DATA, FIXED32, FIXED64, LEN, Truncated, blob_bytes, blob_chunks,
+                   encode_varint, fields, wrap)
 
 _LAYER_FIELDS = {100: 7, 2: 6}  # NetParameter.layer -> LayerParameter.blobs; .layers (V1) -> .blobs
-_DATA, _DOUBLE_DATA = 5, 8  # BlobProto packed float / packed double
-_LEN = 2  # wire type of length-delimited fields
+# BlobProto value fields: (field, wire type) -> (dtype, bytes per value). A repeated field may come
+# packed (one LEN field) or unpacked (one fixed-size field per value), split over any number of
+# occurrences; protobuf concatenates them all, in order.
+_VALUES = {(BLOB_DATA, LEN): ("<f4", 4), (BLOB_DATA, FIXED32): ("<f4", 4),
+           (BLOB_DOUBLE_DATA, LEN): ("<f8", 8), (BLOB_DOUBLE_DATA, FIXED64): ("<f8", 8)}
 
-
-class _Truncated(Exception):
-    pass
-
-
-def _varint(buf, pos, end):
-    value, shift = 0, 0
-    while True:
-        if pos >= end or shift > 63:
-            raise _Truncated(pos)
-        b = buf[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            return value, pos
-        shift += 7
-
-
-def _encode_varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _fields(buf, start, end):
-    """Yield (field number, wire type, tag start, value start, value end) of one message."""
-    pos = start
-    while pos < end:
-        tag_start = pos
-        tag, pos = _varint(buf, pos, end)
-        field, wt = tag >> 3, tag & 7
-        if wt == 0:
-            _, nxt = _varint(buf, pos, end)
-        elif wt == 1:
-            nxt = pos + 8
-        elif wt == _LEN:
-            n, pos = _varint(buf, pos, end)
-            nxt = pos + n
-        elif wt == 5:
-            nxt = pos + 4
-        else:  # groups (3/4) never occur in caffe.proto
-            raise _Truncated(tag_start)
-        if nxt > end or field == 0:
-            raise _Truncated(tag_start)
-        yield field, wt, tag_start, pos, nxt
-        pos = nxt
-
-
-def _wrap(field, payload):
-    return _encode_varint((field << 3) | _LEN) + _encode_varint(len(payload)) + payload
+# Kept importable from here (they moved to .wire so that io and fastblobs do not import each other).
+_encode_varint, _wrap, _fields, _Truncated = encode_varint, wrap, fields, Truncated
+__all__ = ["read_caffemodel_blobs", "split_caffemodel", "blob_array", "stored_shape", "BlobStore",
+           "caffemodel_chunks", "blob_chunks", "blob_bytes"]
 
 
 def _strip_blob(buf, start, end):
-    """(skeleton bytes of one BlobProto, its data as a flat float32 view or None)."""
-    parts, data = [], None
-    for field, wt, tag_start, v0, v1 in _fields(buf, start, end):
-        if wt == _LEN and field == _DATA:
-            data = np.frombuffer(buf, np.float32, (v1 - v0) // 4, v0) if (v1 - v0) % 4 == 0 else None
-            if data is not None:
-                continue
-        elif wt == _LEN and field == _DOUBLE_DATA and (v1 - v0) % 8 == 0:
-            if data is None:
-                data = np.frombuffer(buf, np.float64, (v1 - v0) // 8, v0).astype(np.float32)
-            continue
-        parts.append(bytes(buf[tag_start:v1]))
+    """(skeleton bytes of one BlobProto, its values as a flat float32 array or None).
+
+    The values are ``double_data`` when it holds any (as Caffe's ``Blob::FromProto`` does), else
+    ``data``: a view on ``buf`` when they are one packed float field, a concatenated copy when
+    they are split over several fields or stored unpacked. A field whose length is not a whole
+    number of values stays in the skeleton, where protobuf's parser refuses it.
+    """
+    parts, pieces = [], {BLOB_DATA: [], BLOB_DOUBLE_DATA: []}
+    for field, wt, tag_start, v0, v1 in fields(buf, start, end):
+        kind = _VALUES.get((field, wt))
+        if kind is not None and (v1 - v0) % kind[1] == 0:
+            pieces[field].append(np.frombuffer(buf, kind[0], (v1 - v0) // kind[1], v0))
+        else:
+            parts.append(bytes(buf[tag_start:v1]))
+    doubles = [a for a in pieces[BLOB_DOUBLE_DATA] if a.size]
+    chosen = doubles or pieces[BLOB_DATA]
+    if not chosen:
+        data = None
+    elif len(chosen) == 1 and not doubles:
+        data = chosen[0]
+    else:
+        data = np.concatenate(chosen).astype(np.float32)
     return b"".join(parts), data
 
 
 def _strip_layer(buf, start, end, blobs_field):
     parts, arrays = [], []
-    for field, wt, tag_start, v0, v1 in _fields(buf, start, end):
-        if field == blobs_field and wt == _LEN:
+    for field, wt, tag_start, v0, v1 in fields(buf, start, end):
+        if field == blobs_field and wt == LEN:
             skel, data = _strip_blob(buf, v0, v1)
-            parts.append(_wrap(field, skel))
+            parts.append(wrap(field, skel))
             arrays.append(data)
         else:
             parts.append(bytes(buf[tag_start:v1]))
@@ -138,14 +102,14 @@ def split_caffemodel(buf, path="<bytes>"):
     """Split caffemodel bytes into (skeleton NetParameter, :class:`BlobStore`)."""
     parts, arrays = [], []
     try:
-        for field, wt, tag_start, v0, v1 in _fields(buf, 0, len(buf)):
-            if field in _LAYER_FIELDS and wt == _LEN:
+        for field, wt, tag_start, v0, v1 in fields(buf, 0, len(buf)):
+            if field in _LAYER_FIELDS and wt == LEN:
                 skel, layer_arrays = _strip_layer(buf, v0, v1, _LAYER_FIELDS[field])
-                parts.append(_wrap(field, skel))
+                parts.append(wrap(field, skel))
                 arrays.append(layer_arrays)
             else:
                 parts.append(bytes(buf[tag_start:v1]))
-    except _Truncated as e:
+    except Truncated as e:
         raise corrupted_caffemodel(path, len(buf), f"bad field near byte {e.args[0]}") from None
     return parse_caffemodel_bytes(b"".join(parts), path, len(buf)), BlobStore(buf, arrays)
 
@@ -164,9 +128,8 @@ def read_caffemodel_blobs(path):
 
 def _read_into_buffer(path):
     """The whole file in one writable bytearray (the arrays are views on it: no second copy)."""
-    p = readable_file(path, "caffemodel")
     try:
-        with open(p, "rb") as f:
+        with open_regular(path, "caffemodel", MAX_CAFFEMODEL_BYTES) as f:
             size = os.fstat(f.fileno()).st_size
             buf = bytearray(size)
             n = f.readinto(buf)
@@ -200,25 +163,6 @@ def blob_array(blob, flat, **where):
 # --- writing ---------------------------------------------------------------------------
 
 
-def blob_chunks(arr):
-    """One serialized ``BlobProto`` (packed float32 ``data``, then ``shape``) as byte chunks.
-
-    Joined, byte-identical to ``array_to_blob(arr).SerializeToString()``, without the Python
-    list of every value that filling ``blob.data`` needs; the data chunk is the array's own
-    memory (no copy when it is already contiguous little-endian float32).
-    """
-    a = np.ascontiguousarray(arr, dtype="<f4")
-    dims = b"".join(_encode_varint(int(d)) for d in a.shape)
-    chunks = [_encode_varint((_DATA << 3) | _LEN) + _encode_varint(a.nbytes), memoryview(a).cast("B")] \
-        if a.size else []
-    chunks.append(_wrap(7, _wrap(1, dims) if dims else b""))
-    return chunks
-
-
-def blob_bytes(arr):
-    return b"".join(blob_chunks(arr))
-
-
 def caffemodel_chunks(net, layer_blobs):
     """The bytes of ``net`` (a NetParameter whose V2 layers hold no blobs) with layer ``i``'s
     blobs set to the arrays ``layer_blobs[i]``, as a sequence of chunks (write them in order).
@@ -237,9 +181,9 @@ def caffemodel_chunks(net, layer_blobs):
         for a in (layer_blobs[i] if i < len(layer_blobs) else ()):
             chunks = blob_chunks(a)
             n = sum(len(c) for c in chunks)
-            blobs.append([_encode_varint((7 << 3) | _LEN) + _encode_varint(n)] + chunks)
+            blobs.append([encode_varint((7 << 3) | LEN) + encode_varint(n)] + chunks)
         body = lp.SerializeToString()
         size = len(body) + sum(len(c) for b in blobs for c in b)
-        yield _encode_varint((100 << 3) | _LEN) + _encode_varint(size) + body
+        yield encode_varint((100 << 3) | LEN) + encode_varint(size) + body
         for b in blobs:
             yield from b

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import GraphError, ParseError, ShapeError
-from .io import check_shape, pb2, read_caffemodel, read_prototxt
+from .io import check_shape, integer_shape, pb2, read_caffemodel, read_prototxt
 from .upgrade import upgrade_net
 
 INPUT_TYPES = ("Input", "Data", "ImageData", "HDF5Data", "MemoryData", "DummyData", "WindowData",
@@ -189,14 +189,24 @@ def build_graph(net_param, *, phase="TEST", level=0, stages=(), input_shapes=Non
         level = net_param.state.level
     input_shapes = dict(input_shapes or {})
 
+    if not net_param.layer:
+        raise GraphError("the net has no layers (Caffe builds nothing from it)", file=path,
+                         hint="pass the net definition (deploy.prototxt or train_val.prototxt)")
     dropped, kept = [], []
     for lp in net_param.layer:
+        if len(lp.include) and len(lp.exclude):
+            raise GraphError("Specify either include rules or exclude rules; not both (Caffe refuses this layer)",
+                             file=path, layer=lp.name, layer_type=lp.type, hint="keep only the include or the "
+                                                                                 "exclude rules")
         if not layer_included(lp, phase, level, stages):
             continue
         if is_loss_type(lp.type):
             dropped.append((lp.name, lp.type, "loss/accuracy/silence layer is not part of inference"))
             continue
         kept.append(lp)
+    if not kept:
+        raise GraphError(_nothing_included(net_param, phase, dropped), file=path,
+                         hint="convert with the other --phase, or check the include/exclude rules")
 
     # Names must be unique among the included layers.
     seen = {}
@@ -213,6 +223,7 @@ def build_graph(net_param, *, phase="TEST", level=0, stages=(), input_shapes=Non
     single_shape = input_shapes.pop(None, None)
 
     version, caffe_name, producer, consumers, shapes = {}, {}, {}, {}, {}
+    n_versions = {}  # Caffe blob name -> how many versions of it exist so far (in-place layers add one)
     later_producers = {}
     for lp in all_included:
         for t in lp.top:
@@ -241,11 +252,8 @@ def build_graph(net_param, *, phase="TEST", level=0, stages=(), input_shapes=Non
                     raise ShapeError(f"the shape of input blob '{t}' is not declared", file=path, layer=lp.name,
                                      layer_type=lp.type,
                                      hint=f"pass --input-shape {t}=N,C,H,W (or input_shapes={{'{t}': (N, C, H, W)}})")
-                try:
-                    shape = tuple(int(d) for d in shape)
-                except (TypeError, ValueError):
-                    raise ShapeError(f"input blob '{t}' has an invalid shape {shape!r}", file=path, layer=lp.name,
-                                     layer_type=lp.type, hint="give a sequence of positive integers") from None
+                shape = integer_shape(shape, f"the shape of input blob '{t}'", file=path, layer=lp.name,
+                                      layer_type=lp.type, hint="give a sequence of positive integers")
                 if not shape or any(d <= 0 for d in shape):
                     raise ShapeError(f"input blob '{t}' has an invalid shape {shape}", file=path, layer=lp.name,
                                      layer_type=lp.type, hint="every dimension must be positive")
@@ -276,15 +284,14 @@ def build_graph(net_param, *, phase="TEST", level=0, stages=(), input_shapes=Non
         for ti, t in enumerate(lp.top):
             if t in version:
                 if ti < len(lp.bottom) and lp.bottom[ti] == t:
-                    n = sum(1 for v in caffe_name.values() if v == t)
-                    bid = f"{t}#{n}"
+                    bid = _new_version(t, n_versions, caffe_name)
                 else:
                     other = producer[version[t]].name
                     raise GraphError(f"top blob '{t}' is also produced by layer '{other}' "
                                      f"(only an in-place layer, top == bottom at the same position, may reuse it)",
                                      file=path, layer=lp.name, layer_type=lp.type)
-            else:
-                bid = t
+            else:  # a new blob; its id is its name, unless an in-place version already took it
+                bid = t if t not in caffe_name else _new_version(t, n_versions, caffe_name)
             tops.append(bid)
         L = Layer(lp.name, lp.type, lp, bottoms, tops, index=len(layers))
         for b in bottoms:
@@ -319,6 +326,24 @@ def build_graph(net_param, *, phase="TEST", level=0, stages=(), input_shapes=Non
 
     infer_shapes(net)
     return net
+
+
+def _nothing_included(net_param, phase, dropped):
+    n = len(net_param.layer)
+    if dropped:
+        return f"no layer of the net is part of inference in phase {phase}: the {len(dropped)} included " \
+               f"layer(s) are all loss/accuracy/silence layers"
+    return f"no layer of the net is included in phase {phase}: its include/exclude rules leave none of its " \
+           f"{n} layer(s)"
+
+
+def _new_version(name, n_versions, caffe_name):
+    """A fresh blob id 'name#N' for a new version of Caffe blob ``name``, in O(1) (amortized)."""
+    n = n_versions.get(name, 1)
+    while f"{name}#{n}" in caffe_name:  # a Caffe blob may itself be named like 'x#1'
+        n += 1
+    n_versions[name] = n + 1
+    return f"{name}#{n}"
 
 
 def _undefined_bottom(b, lp, later_producers, dropped, phase, path):

@@ -1,16 +1,25 @@
 """Reading and writing Caffe's text (.prototxt) and binary (.caffemodel) files."""
 from __future__ import annotations
 
+import numbers
 import os
 import re
+import stat
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ParseError, ShapeError
+from ..errors import OutputError, ParseError, ShapeError
+from .wire import blob_bytes
 
 # A blob with more elements than this is refused before anything is allocated (4 G floats).
 MAX_BLOB_ELEMENTS = 1 << 32
+# Files larger than this are refused from their size, before any byte is read. A caffemodel:
+# Caffe's own kProtoReadBytesLimit (INT_MAX, 2 GiB - 1; Caffe cannot read a larger one). A
+# prototxt: 128 MiB (a 10^5-layer net is ~10 MB of text; public prototxts are well under 1 MB).
+MAX_CAFFEMODEL_BYTES = (1 << 31) - 1
+MAX_PROTOTXT_BYTES = 128 << 20
 
 
 def pb2():
@@ -19,22 +28,59 @@ def pb2():
     return caffe_pb2
 
 
-def readable_file(path, what):
-    """``path`` as a Path, or a ParseError when it is missing or a directory."""
+def readable_file(path, what, max_bytes=None):
+    """``path`` as a Path, or a ParseError when it is missing, a directory, not a regular file
+    (a FIFO, socket or device would block or never end), or larger than ``max_bytes``."""
     p = Path(path)
-    if not p.exists():
-        raise ParseError(f"{what} not found", file=path)
-    if p.is_dir():
-        raise ParseError(f"{what} is a directory, not a file", file=path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise ParseError(f"{what} not found", file=path) from None
+    except OSError as e:
+        raise ParseError(f"cannot read {what}: {e.strerror}", file=path) from None
+    check_regular(st, path, what, max_bytes)
     return p
 
 
-def _read_bytes(path, what):
-    p = readable_file(path, what)
+def check_regular(st, path, what, max_bytes=None):
+    """Refuse (from its ``os.stat`` result) a file that is not a regular file, or is too large."""
+    if stat.S_ISDIR(st.st_mode):
+        raise ParseError(f"{what} is a directory, not a file", file=path)
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a device, socket or other special file"
+        raise ParseError(f"{what} is {kind}, not a regular file", file=path,
+                         hint="save the data to a regular file and pass that")
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise ParseError(f"{what} is {st.st_size:,} bytes, over bnconvert's limit of {max_bytes:,} bytes for a "
+                         f"{what} (a corrupted or wrong file?)", file=path)
+
+
+def open_regular(path, what, max_bytes=None):
+    """Open ``path`` for reading (binary), refusing what :func:`readable_file` refuses.
+
+    Opened without blocking and checked again on the open descriptor, so that a file swapped
+    for a FIFO after the first check cannot hang the read.
+    """
+    p = readable_file(path, what, max_bytes)
     try:
-        return p.read_bytes()
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
         raise ParseError(f"cannot read {what}: {e.strerror}", file=path) from None
+    f = os.fdopen(fd, "rb")
+    try:
+        check_regular(os.fstat(fd), path, what, max_bytes)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def _read_bytes(path, what, max_bytes=None):
+    with open_regular(path, what, max_bytes) as f:
+        try:
+            return f.read()
+        except OSError as e:
+            raise ParseError(f"cannot read {what}: {e.strerror}", file=path) from None
 
 
 def parse_prototxt_text(text, path="<string>"):
@@ -183,7 +229,7 @@ def read_prototxt(path):
 
     Accepts a UTF-8 byte-order mark and CRLF or CR line endings.
     """
-    data = _read_bytes(path, "prototxt")
+    data = _read_bytes(path, "prototxt", MAX_PROTOTXT_BYTES)
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     if b"\x00" in data and data[:2] not in (b"\xff\xfe", b"\xfe\xff"):
@@ -209,7 +255,7 @@ def read_caffemodel(path):
     corrupted bytes as a valid message; what such a parse yields is caught later, when the
     blobs are matched against the net's expected shapes (:func:`weights.attach_weights`).
     """
-    data = _read_bytes(path, "caffemodel")
+    data = _read_bytes(path, "caffemodel", MAX_CAFFEMODEL_BYTES)
     check_caffemodel_head(data, path)
     return parse_caffemodel_bytes(data, path, len(data))
 
@@ -265,7 +311,7 @@ def blob_shape(blob):
         return tuple(int(d) for d in blob.shape.dim)
     if blob.HasField("num") or blob.HasField("channels") or blob.HasField("height") or blob.HasField("width"):
         return (int(blob.num), int(blob.channels), int(blob.height), int(blob.width))
-    n = len(blob.data) or len(blob.double_data)
+    n = len(blob.double_data) or len(blob.data)
     return (n,)
 
 
@@ -291,14 +337,28 @@ def check_shape(shape, what="blob", **where):
     return count
 
 
+def integer_shape(shape, what="shape", **where):
+    """``shape`` as a tuple of Python ints; a ShapeError for anything that is not a whole number
+    (a float such as 17.9 is refused, never truncated) or not a sequence."""
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise ShapeError(f"{what} must be a sequence of integers. Received: {shape!r}", **where) from None
+    for d in dims:
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral):
+            raise ShapeError(f"{what} must be whole numbers. Received: {dims!r} ({d!r} is {type(d).__name__})",
+                             **where)
+    return tuple(int(d) for d in dims)
+
+
 def blob_to_array(blob, **where):
     """A ``BlobProto`` as a float32 numpy array of its declared shape."""
     shape = blob_shape(blob)
     count = check_shape(shape, "weight blob", **where)
-    if len(blob.data):
-        arr = np.asarray(blob.data, dtype=np.float32)
-    elif len(blob.double_data):
+    if len(blob.double_data):  # as Caffe's Blob::FromProto: double_data wins when it holds values
         arr = np.asarray(blob.double_data, dtype=np.float64).astype(np.float32)
+    elif len(blob.data):
+        arr = np.asarray(blob.data, dtype=np.float32)
     else:
         arr = np.zeros(0, np.float32)
     if arr.size != count:
@@ -306,10 +366,24 @@ def blob_to_array(blob, **where):
     return arr.reshape(shape)
 
 
+def check_caffemodel_blobs(model, path):
+    """Refuse a caffemodel (a parsed NetParameter) with a blob of absurd or negative dimensions,
+    or whose values do not fill its declared shape: the checks :func:`blob_to_array` makes when
+    converting, made without copying any values (for ``upgrade``, before it writes anything)."""
+    for lp in [*model.layer, *model.layers]:
+        ltype = lp.type if isinstance(lp.type, str) else None
+        where = dict(file=path, layer=lp.name, layer_type=ltype)
+        for i, b in enumerate(lp.blobs):
+            shape = blob_shape(b)
+            count = check_shape(shape, f"weight blob {i}", **where)
+            n = len(b.double_data) or len(b.data)
+            if n != count:
+                raise ShapeError(f"weight blob {i} declares shape {shape} ({count} values) but holds {n} values",
+                                 **where, hint="the caffemodel is truncated or corrupted; download or copy it again")
+
+
 def array_to_blob(arr, blob=None):
     """Fill (or create) a ``BlobProto`` with ``arr`` as float32 data and a ``shape``."""
-    from .fastblobs import blob_bytes  # (fastblobs imports this module)
-
     if blob is None:
         blob = pb2().BlobProto()
     # Parsing the packed bytes is ~10x faster than extending `data` with a Python list of floats.
@@ -320,8 +394,66 @@ def array_to_blob(arr, blob=None):
 # --- writing ---------------------------------------------------------------------------
 
 
-# Output checks and atomic writing live in bnconvert/outputs.py; re-exported for existing callers.
-from ..outputs import atomic_write, write_files  # noqa: E402,F401
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def check_output_path(path, is_dir=False):
+    """Refuse an output that cannot be written (before any work is done); returns its directory.
+
+    ``is_dir``: the output is a directory (a SavedModel), so an existing directory is fine.
+    """
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.exists():
+        raise OutputError(f"output directory {parent} does not exist", file=path,
+                          hint=f"create it first (mkdir -p {parent})")
+    if not parent.is_dir():
+        raise OutputError(f"{parent} is not a directory", file=path)
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write here: output directory {parent} is not writable", file=path,
+                          hint="choose a writable output directory")
+    if p.is_dir() and not is_dir:
+        raise OutputError("the output path is a directory", file=path, hint="give a file name")
+    return parent
+
+
+def atomic_write(path, data):
+    """Write bytes (or an iterable of byte chunks) to ``path`` through a temporary file in the
+    same directory, then rename.
+
+    After any failure (an ``OSError``, or an exception raised while producing ``data``) the
+    temporary file is removed, and an existing ``path`` is left exactly as it was.
+    The new file gets the usual permissions (0666 minus the umask), not mkstemp's 0600.
+    """
+    p = Path(path)
+    parent = check_output_path(p)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=parent)
+    except OSError as e:
+        raise OutputError(f"cannot write here: {e.strerror}", file=path,
+                          hint="choose a writable output directory") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                f.write(data)
+            else:  # an iterable of byte chunks, streamed
+                for chunk in data:
+                    f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, p)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise OutputError(f"cannot write: {e.strerror or e}", file=path) from None
+        raise
 
 
 def prototxt_text(net):
@@ -353,5 +485,19 @@ def write_net_files(net, prototxt_path, weights, caffemodel_path):
     """Write a prototxt and its caffemodel as one unit: if either cannot be produced or written,
     neither output is created or replaced. ``weights`` is a NetParameter or an iterable of the
     caffemodel's byte chunks (see :func:`bnconvert.caffe.fastblobs.caffemodel_chunks`)."""
+    written = []
     data_of_weights = [weights.SerializeToString()] if hasattr(weights, "SerializeToString") else weights
-    write_files([(prototxt_path, prototxt_bytes(net)), (caffemodel_path, data_of_weights)])
+    try:
+        for path, data in ((prototxt_path, prototxt_bytes(net)), (caffemodel_path, data_of_weights)):
+            tmp = Path(path).with_name(f".{Path(path).name}.pending")
+            atomic_write(tmp, data)
+            written.append((tmp, path))
+        for tmp, path in written:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in written:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        raise

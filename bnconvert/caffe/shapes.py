@@ -317,7 +317,17 @@ def _same(L, ins, err):
         params = [(1,)] if L.param.norm_param.channel_shared else [(x[1],)]
     elif t == "Softmax":
         _axis(L.param.softmax_param.axis, len(x), err)
+    elif t == "LRN":
+        _lrn_checks(L.param.lrn_param, x, err)
     return [tuple(x)], params
+
+
+def _lrn_checks(p, x, err):
+    """Caffe's LRNLayer::LayerSetUp and Reshape CHECKs."""
+    if p.local_size % 2 != 1:
+        raise err(f"LRN only supports odd values for local_size (Caffe CHECKs this). Received: {p.local_size}")
+    if len(x) != 4:
+        raise err(f"LRN needs a 4-d bottom (num, channels, height, width). Received: shape {tuple(x)}")
 
 
 @rule("Split")
@@ -504,6 +514,8 @@ def _permute(L, ins, err):
 def _argmax(L, ins, err):
     p = L.param.argmax_param
     x = ins[0]
+    if p.top_k < 1:
+        raise err(f"top_k must not be less than 1. Received: {p.top_k}")
     if p.HasField("axis"):
         a = _axis(p.axis, len(x), err)
         if p.top_k > x[a]:
@@ -511,6 +523,9 @@ def _argmax(L, ins, err):
         s = list(x)
         s[a] = p.top_k
         return [tuple(s)], []
+    if p.top_k > math.prod(x[1:]):
+        raise err(f"top_k {p.top_k} is larger than the {math.prod(x[1:])} values per item of bottom shape "
+                  f"{tuple(x)} (Caffe CHECKs top_k <= count(1))")
     s = [1] * max(len(x), 3)
     s[0] = x[0]
     s[2] = p.top_k

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..errors import WeightMismatchError
 from .fastblobs import blob_array, stored_shape
 from .io import is_legacy_blob
@@ -84,6 +86,7 @@ def attach_weights(net, model, model_path, *, allow_missing=False, store=None):
         raise _missing_error(missing, used, by_name, model_path)
     for n, t in missing:
         net.warn(f"layer '{n}' ({t}) has no weights in the caffemodel")
+    warn_suspicious_values(net)
     net_names = {L.name for L in net.layers}
     all_names = {lp.name for lp in net.param.layer}
     for lp in model.layer:
@@ -131,3 +134,40 @@ class _ShapeOnly:
 
     def reshape(self, shape):
         return _ShapeOnly(shape)
+
+
+def warn_suspicious_values(net):
+    """Warn (on ``net.warnings``, hence in ``--report``) about values that make Caffe's own output
+    NaN or meaningless: NaN/infinite weights, and BatchNorm statistics, factors or eps that are
+    NaN or negative. The model still converts: it computes what Caffe computes."""
+    for L in net.layers:
+        for i, b in enumerate(L.blobs):
+            if L.type == "BatchNorm" and i > 0:
+                continue  # the variance and the factor: checked (as statistics) below
+            bad = int(b.size - np.count_nonzero(np.isfinite(b)))
+            if bad:
+                net.warn(f"layer '{L.name}' ({L.type}): weight blob {i} holds {bad} NaN or infinite value(s) "
+                         f"of {b.size}; Caffe computes with them as they are")
+        if L.type == "BatchNorm":
+            for msg in _batchnorm_problems(L):
+                net.warn(f"layer '{L.name}' (BatchNorm): {msg}")
+
+
+def _batchnorm_problems(L):
+    eps = float(L.param.batch_norm_param.eps)
+    out = []
+    if not eps >= 0:
+        out.append(f"eps is {eps:g} (negative or NaN): where variance + eps < 0, Caffe's output is NaN")
+    if len(L.blobs) < 3 or not np.asarray(L.blobs[2]).size:
+        return out
+    s = float(np.asarray(L.blobs[2]).ravel()[0])
+    if not s >= 0:
+        out.append(f"the moving-average factor (blob 2) is {s:g} (negative or NaN); the statistics are the "
+                   f"blobs divided by it, as in Caffe")
+        return out
+    var = np.asarray(L.blobs[1], np.float64) * (0.0 if s == 0 else 1.0 / s)
+    n_nan, n_neg = int(np.isnan(var).sum()), int((var < 0).sum())
+    if n_nan or n_neg:
+        out.append(f"the variance has {n_nan} NaN and {n_neg} negative value(s) of {var.size}; where "
+                   f"variance + eps < 0 or NaN, Caffe's output is NaN")
+    return out

@@ -16,8 +16,8 @@ import numpy as np
 from .. import layout as lay
 from .._lazy import keras
 from ..caffe.fastblobs import caffemodel_chunks
-from ..caffe.io import array_to_blob, pb2, write_net_files
-from ..errors import ConversionError, ParseError, UnsafeModelError, UnsupportedLayerError
+from ..caffe.io import array_to_blob, check_shape, integer_shape, pb2, write_net_files
+from ..errors import ConversionError, ParseError, ShapeError, UnsafeModelError, UnsupportedLayerError
 from ..naming import unique_name
 from ..progress import Progress
 from ..registry import KERAS_TO_CAFFE
@@ -58,9 +58,16 @@ def load_keras_model(path):
         raise ParseError(f"unknown model file type {p.suffix!r}", file=path, hint="pass a .keras or .h5 file")
     import bnconvert.keras_layers  # noqa: F401  (registers the custom layers of converted models)
 
+    from ..recursion import call_deep
+    from .modelfile import check_keras_archive, h5_layer_count, weights_mismatch
+
+    depth = check_keras_archive(p) if p.suffix.lower() == ".keras" else h5_layer_count(p)
     try:
-        return keras.saving.load_model(str(p), compile=False, safe_mode=True)
+        return call_deep(depth, _load_quietly, str(p))
     except Exception as e:  # Keras raises ValueError/TypeError/OSError with long messages
+        mismatch = weights_mismatch(str(e), path)
+        if mismatch is not None:
+            raise mismatch from None
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "lambda" in str(e).lower() or "unsafe" in str(e).lower():
             raise UnsafeModelError("the model contains a Lambda layer (arbitrary Python code); safe mode "
@@ -71,6 +78,15 @@ def load_keras_model(path):
                                    hint="only built-in Keras layers and bnconvert's layers can be converted") \
                 from None
         raise ParseError(f"cannot load the Keras model: {msg[:300]}", file=path) from None
+
+
+def _load_quietly(path):
+    """Keras's safe-mode load; its UserWarnings (e.g. about skipped containers) stay off stderr."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
 
 
 # --- graph flattening ----------------------------------------------------------------------
@@ -145,6 +161,8 @@ def concrete_shapes(steps, inputs, shapes, path):
                                   layer=s.layer.name, layer_type=type(s.layer).__name__) from None
         specs = list(spec) if isinstance(spec, (list, tuple)) else [spec]
         s.out_shapes = [tuple(int(d) for d in x.shape) for x in specs]
+        for shape in s.out_shapes:  # before any converter allocates something of that size
+            check_shape(shape, "output", file=path, layer=s.layer.name, layer_type=type(s.layer).__name__)
         for k, x in zip(s.outputs, specs):
             conc[k] = x
 
@@ -244,7 +262,9 @@ def _input_shapes(inputs, input_shape, path):
         want = given.get(name, given.get(None) if len(inputs) == 1 else None)
         ks = list(t.shape)
         if want is not None:
-            want = tuple(int(d) for d in want)
+            want = integer_shape(want, f"--input-shape of input '{name}'", file=path)
+            if not want or any(d <= 0 for d in want):
+                raise ShapeError(f"--input-shape {want} of input '{name}' must have positive dimensions", file=path)
             kwant = lay.keras_shape(want, lay.NHWC) if len(ks) == 4 and len(want) == 4 else want
             if len(kwant) != len(ks) or any(d is not None and d != g for d, g in zip(ks[1:], kwant[1:])):
                 raise ConversionError(f"--input-shape {want} does not fit input '{name}' of Keras shape "
@@ -255,7 +275,9 @@ def _input_shapes(inputs, input_shape, path):
         if any(d is None for d in ks):
             raise ConversionError(f"input '{name}' has unknown dimensions {tuple(t.shape)}", file=path,
                                   hint="give the size with --input-shape N,C,H,W")
-        shapes.append(tuple(int(d) for d in ks))
+        shape = tuple(int(d) for d in ks)
+        check_shape(shape, f"input '{name}' (Keras order)", file=path)
+        shapes.append(shape)
     return shapes
 
 

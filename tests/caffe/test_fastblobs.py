@@ -77,3 +77,95 @@ def test_truncated_files_are_parse_errors(tmp_path, cut):
         read_caffemodel_blobs(p)
     except ConversionError as e:
         assert isinstance(e, ParseError) and str(p) in str(e)
+
+
+# --- the wire forms protobuf accepts for a blob's values (issue 12 §6) --------------------------
+
+def _blob_bytes(*fields, dims=(2, 3)):
+    """A BlobProto's bytes from raw value fields (each (field, wire type, payload)), then its shape."""
+    from bnconvert.caffe.wire import encode_varint, wrap
+
+    out = b""
+    for num, wt, payload in fields:
+        out += (wrap(num, payload) if wt == 2 else encode_varint((num << 3) | wt) + payload)
+    return out + wrap(7, wrap(1, b"".join(encode_varint(d) for d in dims)))
+
+
+def _model_file(tmp_path, blob):
+    layer = pb2().LayerParameter(name="ip", type="InnerProduct")
+    data = _field(100, layer.SerializeToString() + _field(7, blob))
+    p = tmp_path / "w.caffemodel"
+    p.write_bytes(pb2().NetParameter(name="u").SerializeToString() + data)
+    return p
+
+
+def _both_readers(p):
+    """(protobuf's array, the fast reader's array) of the only blob of ``p``."""
+    ref = blob_to_array(read_caffemodel(p).layer[0].blobs[0])
+    skel, store = read_caffemodel_blobs(p)
+    return ref, blob_array(skel.layer[0].blobs[0], store.get(0, 0))
+
+
+F = np.arange(6, dtype="<f4") + 0.25
+D = (np.arange(6, dtype="<f8") - 7.125) * 1e-3
+
+
+@pytest.mark.parametrize("fields", [
+    [(5, 2, F[:2].tobytes()), (5, 2, F[2:].tobytes())],  # packed, split in two
+    [(5, 2, F[:1].tobytes()), (5, 2, b""), (5, 2, F[1:4].tobytes()), (5, 2, F[4:].tobytes())],
+    [(5, 5, F[0].tobytes()), (5, 2, F[1:5].tobytes()), (5, 5, F[5].tobytes())],  # mixed packed/unpacked
+    [(5, 5, v.tobytes()) for v in F],  # all unpacked
+], ids=["split", "split4", "mixed", "unpacked"])
+def test_split_and_unpacked_values_concatenate_like_protobuf(tmp_path, fields):
+    ref, fast = _both_readers(_model_file(tmp_path, _blob_bytes(*fields)))
+    np.testing.assert_array_equal(ref, F.reshape(2, 3))
+    np.testing.assert_array_equal(fast, ref)
+
+
+@pytest.mark.parametrize("order", ["data_first", "double_first", "double_split"])
+def test_double_data_wins_over_data_as_in_caffe(tmp_path, order):
+    wrong = (F * 100).tobytes()  # Caffe's Blob::FromProto ignores `data` when double_data is non-empty
+    fields = {"data_first": [(5, 2, wrong), (8, 2, D.tobytes())],
+              "double_first": [(8, 2, D.tobytes()), (5, 2, wrong)],
+              "double_split": [(8, 2, D[:4].tobytes()), (5, 2, wrong), (8, 1, D[4].tobytes()), (8, 1, D[5].tobytes())]}
+    ref, fast = _both_readers(_model_file(tmp_path, _blob_bytes(*fields[order])))
+    expected = D.astype(np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(ref, expected)
+    np.testing.assert_array_equal(fast, expected)
+
+
+def test_empty_double_data_falls_back_to_data(tmp_path):
+    ref, fast = _both_readers(_model_file(tmp_path, _blob_bytes((8, 2, b""), (5, 2, F.tobytes()))))
+    np.testing.assert_array_equal(fast, F.reshape(2, 3))
+    np.testing.assert_array_equal(ref, fast)
+
+
+@pytest.mark.parametrize("fields", [
+    [(5, 2, F.tobytes()), (5, 2, F.tobytes())],  # the whole field given twice: 12 values for 2x3
+    [(5, 2, F.tobytes()), (5, 5, F[0].tobytes())],
+])
+def test_duplicated_values_that_overflow_the_shape_are_an_error(tmp_path, fields):
+    from bnconvert.errors import ShapeError
+
+    p = _model_file(tmp_path, _blob_bytes(*fields))
+    skel, store = read_caffemodel_blobs(p)
+    with pytest.raises(ShapeError, match=r"declares shape \(2, 3\) \(6 values\) but holds (12|7) values"):
+        blob_array(skel.layer[0].blobs[0], store.get(0, 0), file=p, layer="ip")
+    with pytest.raises(ShapeError, match="but holds"):
+        blob_to_array(read_caffemodel(p).layer[0].blobs[0], file=p, layer="ip")
+
+
+def test_fastblobs_and_io_do_not_import_each_other():
+    import ast
+    from pathlib import Path
+
+    import bnconvert.caffe as pkg
+
+    root = Path(pkg.__file__).parent
+
+    def imports(name):
+        tree = ast.parse((root / f"{name}.py").read_text())
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1}
+
+    assert "io" in imports("fastblobs") and "fastblobs" not in imports("io")
+    assert not imports("wire")  # the wire-format leaf imports nothing of bnconvert

@@ -147,3 +147,69 @@ def test_semantic_warnings_are_on_the_net(tmp_path):
     net = load_net(net_with(tmp_path, layers))
     assert any("layer 'g' (Pooling): pad is ignored with global_pooling" in w for w in net.warnings)
     assert net.shapes["g"] == (1, 3, 1, 1)
+
+
+# --- nets Caffe itself refuses (issue 12 §6), and scale (issue 14) ------------------------------
+
+
+def test_empty_net_is_one_line_error(tmp_path):
+    with pytest.raises(GraphError, match="the net has no layers"):
+        load_net(write(tmp_path, 'name: "empty"\n'))
+
+
+def test_net_whose_layers_are_all_train_only(tmp_path):
+    text = ('layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 4 dim: 4 } }\n'
+            '        include { phase: TRAIN } }\n'
+            'layer { name: "r" type: "ReLU" bottom: "data" top: "data" include { phase: TRAIN } }\n')
+    p = write(tmp_path, text)
+    with pytest.raises(GraphError, match="no layer of the net is included in phase TEST") as e:
+        load_net(p)
+    assert p in str(e.value) and "\n" not in str(e.value)
+    assert [L.name for L in load_net(p, phase="TRAIN").layers] == ["data", "r"]
+
+
+def test_include_and_exclude_on_one_layer_refused_like_caffe(tmp_path):
+    p = net_with(tmp_path, 'layer { name: "r" type: "ReLU" bottom: "data" top: "r"\n'
+                           '        include { phase: TEST } exclude { stage: "x" } }\n')
+    for phase in ("TEST", "TRAIN"):
+        with pytest.raises(GraphError, match="Specify either include rules or exclude rules; not both") as e:
+            load_net(p, phase=phase)
+        assert e.value.layer == "r"
+
+
+def test_float_input_shape_refused_not_truncated(tmp_path):
+    p = net_with(tmp_path, relu("r", "data", "r"))
+    with pytest.raises(ShapeError, match=r"whole numbers. Received: \(1, 3, 17.9, 8\)"):
+        load_net(p, input_shapes={"data": (1, 3, 17.9, 8)})
+    assert load_net(p, input_shapes={"data": (1, 3, 17, 8)}).shapes["data"] == (1, 3, 17, 8)
+
+
+def test_in_place_versions_are_unique_even_against_hash_names(tmp_path):
+    # a Caffe blob literally named 'x#1' must not collide with the id of x's second version
+    layers = (relu("c", "data", "x") + relu("r1", "x", "x") + relu("odd", "data", "x#1")
+              + relu("r2", "x", "x") + 'layer { name: "e" type: "Eltwise" bottom: "x" bottom: "x#1" top: "e" }\n')
+    net = load_net(net_with(tmp_path, layers))
+    ids = [t for L in net.layers for t in L.tops]
+    assert len(ids) == len(set(ids))
+    assert [net.caffe_name[t] for t in ids] == ["data", "x", "x", "x#1", "x", "e"]
+    e = net.layer("e")
+    assert [net.caffe_name[b] for b in e.bottoms] == ["x", "x#1"] and e.bottoms[0] == net.layer("r2").tops[0]
+
+
+def test_100k_in_place_layers_build(tmp_path):
+    """10^5 in-place layers (quadratic before: 10k took 5 s); timing is in bench/run.py graph."""
+    from bnconvert.caffe.graph import build_graph
+    from bnconvert.caffe.io import pb2
+
+    n = 100_000
+    net = pb2().NetParameter(name="deep")
+    inp = net.layer.add(name="data", type="Input")
+    inp.top.append("data")
+    inp.input_param.shape.add().dim.extend([1, 2, 3, 3])
+    for i in range(n):
+        lp = net.layer.add(name=f"r{i}", type="ReLU")
+        lp.bottom.append("data")
+        lp.top.append("data")
+    g = build_graph(net, path="deep.prototxt")
+    assert len(g.layers) == n + 1 and g.outputs == [f"data#{n}"]
+    assert g.layers[5].bottoms == ["data#4"] and g.layers[5].tops == ["data#5"]

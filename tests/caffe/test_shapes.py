@@ -179,3 +179,37 @@ def test_conv_engine_and_force_nd_im2col(tmp_path):
     nd = load(tmp_path, conv(extra="force_nd_im2col: true engine: CUDNN"))
     assert nd.warnings == [] and nd.shapes == plain.shapes
     assert nd.layer("c").param_shapes == plain.layer("c").param_shapes
+
+
+# --- Caffe's LayerSetUp CHECKs (issue 12 §6) ----------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [2, 4, 0])
+def test_lrn_even_local_size_refused_like_caffe(tmp_path, size):
+    p = net_with(tmp_path, f'layer {{ name: "n" type: "LRN" bottom: "data" top: "n" '
+                           f'lrn_param {{ local_size: {size} }} }}\n')
+    with pytest.raises(ShapeError, match=f"LRN only supports odd values for local_size.*Received: {size}") as e:
+        load_net(p)
+    assert e.value.layer == "n" and "\n" not in str(e.value)
+
+
+def test_lrn_odd_local_size_accepted(tmp_path):
+    p = net_with(tmp_path, 'layer { name: "n" type: "LRN" bottom: "data" top: "n" lrn_param { local_size: 3 } }\n')
+    assert load_net(p).shapes["n"] == (1, 3, 8, 8)
+
+
+@pytest.mark.parametrize("param, needle", [
+    ("top_k: 193", r"top_k 193 is larger than the 192 values per item"),  # no axis: count(1) = 3*8*8
+    ("top_k: 4 axis: 1", r"top_k 4 is larger than axis size 3"),
+    ("top_k: 0", r"top_k must not be less than 1"),
+])
+def test_argmax_top_k_over_the_axis_refused(tmp_path, param, needle):
+    p = net_with(tmp_path, f'layer {{ name: "a" type: "ArgMax" bottom: "data" top: "a" argmax_param {{ {param} }} }}\n')
+    with pytest.raises(ShapeError, match=needle) as e:
+        load_net(p)
+    assert e.value.layer == "a"
+
+
+def test_argmax_top_k_at_the_limit_accepted(tmp_path):
+    p = net_with(tmp_path, 'layer { name: "a" type: "ArgMax" bottom: "data" top: "a" argmax_param { top_k: 192 } }\n')
+    assert load_net(p).shapes["a"] == (1, 1, 192, 1)  # Caffe keeps the bottom's 4 axes

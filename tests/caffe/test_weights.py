@@ -122,3 +122,65 @@ def test_type_mismatch_is_a_warning(tmp_path):
     proto, model = _edit(tmp_path, retype)
     net = load_net(proto, model)
     assert any("'sc1' is Scale in the prototxt but Bias in the caffemodel" in w for w in net.warnings)
+
+
+# --- values that make Caffe's own output NaN: converted, with a warning (issue 12 §6) -----------
+
+
+def _set_blob(name, i, fn):
+    import numpy as np
+
+    from bnconvert.caffe.io import array_to_blob, blob_to_array
+
+    def edit(net):
+        lp = next(lp for lp in net.layer if lp.name == name)
+        arr = fn(blob_to_array(lp.blobs[i]).copy())
+        lp.blobs[i].Clear()
+        array_to_blob(np.asarray(arr, np.float32), lp.blobs[i])
+    return edit
+
+
+@pytest.mark.parametrize("layer, blob, fn, needle", [
+    ("bn1", 1, lambda v: v * -1.0, "the variance has 0 NaN and 4 negative value(s) of 4"),
+    ("bn1", 1, lambda v: v * float("nan"), "NaN"),
+    ("bn1", 2, lambda s: s * -1.0, "the moving-average factor (blob 2) is -"),
+    ("bn1", 2, lambda s: s * float("nan"), "factor (blob 2) is nan"),
+    ("conv1", 0, lambda w: w.ravel().__setitem__(3, float("nan")) or w, "weight blob 0 holds 1 NaN or infinite"),
+], ids=["negative_var", "nan_var", "negative_factor", "nan_factor", "nan_weight"])
+def test_suspicious_values_warn_naming_the_layer(tmp_path, layer, blob, fn, needle):
+    proto, model = _edit(tmp_path, _set_blob(layer, blob, fn))
+    net = load_net(proto, model)
+    hits = [w for w in net.warnings if needle in w]
+    assert len(hits) == 1 and f"layer '{layer}'" in hits[0], net.warnings
+
+
+def test_negative_or_nan_eps_warns(tmp_path):
+    proto, model = tiny_with_weights(tmp_path)
+    for eps in ("-0.001", "nan"):
+        p = write(tmp_path, TINY.replace('top: "conv1" }', f'top: "conv1" batch_norm_param {{ eps: {eps} }} }}', 1),
+                  "eps.prototxt")
+        warnings = [w for w in load_net(p, model).warnings if "eps is" in w]
+        assert len(warnings) == 1 and "layer 'bn1'" in warnings[0], load_net(p, model).warnings
+
+
+def test_good_weights_do_not_warn(tmp_path):
+    proto, model = tiny_with_weights(tmp_path)
+    assert not [w for w in load_net(proto, model).warnings if "NaN" in w or "negative" in w]
+
+
+def test_suspicious_values_are_in_the_conversion_report(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    proto, model = _edit(tmp_path, _set_blob("bn1", 1, lambda v: v * -1.0))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-m", "bnconvert", "caffe2keras", proto, model, "-o", str(tmp_path / "m.keras"),
+                        "--report", str(tmp_path / "r.json")], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    warnings = json.loads((tmp_path / "r.json").read_text())["warnings"]
+    assert any("layer 'bn1' (BatchNorm): the variance has 0 NaN and 4 negative" in w for w in warnings), warnings
+    assert "layer 'bn1'" in r.stdout + r.stderr

@@ -120,3 +120,44 @@ def test_streamed_caffemodel_is_byte_identical_to_protobuf_serialization(tmp_pat
     bnconvert.keras_to_caffe(model, tmp_path / "n.prototxt", tmp_path / "n.caffemodel")
     _, weights, _ = convert(model)
     assert read_caffemodel(tmp_path / "n.caffemodel").SerializeToString() == weights.SerializeToString()
+
+
+def _avg_pool_model():
+    x = keras.Input((None, None, 3), name="image")
+    return keras.Model(x, L.AveragePooling2D(3, 2, padding="same", name="p")(x))
+
+
+@pytest.mark.parametrize("shape, needle", [
+    ((1, 3, 10 ** 9, 10 ** 9), "has 3,000,000,000,000,000,000 elements, over the limit"),
+    ((1, 3, 17.9, 8), r"must be whole numbers. Received: (1, 3, 17.9, 8) (17.9 is float)"),
+    ((1, 3, 0, 8), "must have positive dimensions"),
+    ((1, 3, -4, 8), "must have positive dimensions"),
+], ids=["absurd", "float", "zero", "negative"])
+def test_bad_input_shapes_refused_before_any_allocation(shape, needle):
+    from bnconvert.errors import ShapeError
+    from bnconvert.k2c import convert
+
+    with pytest.raises(ShapeError) as e:  # AVE pooling: a 10^18-element divisor map is never made
+        convert(_avg_pool_model(), shape)
+    assert needle in str(e.value)
+
+
+def test_absurd_layer_output_refused_before_its_converter_runs():
+    from bnconvert.errors import ShapeError
+    from bnconvert.k2c import convert
+
+    x = keras.Input((4, 4, 3), name="image")
+    big = L.UpSampling2D(size=(40000, 40000), name="up")(x)  # 1x160000x160000x3: 7.7e10 elements
+    with pytest.raises(ShapeError, match="layer 'up' .* over the limit"):
+        convert(keras.Model(x, L.AveragePooling2D(2, name="p")(big)))
+
+
+def test_keras2caffe_cli_absurd_input_shape(tmp_path, capsys):
+    from bnconvert.cli import main
+
+    _avg_pool_model().save(tmp_path / "m.keras")
+    rc = main(["keras2caffe", str(tmp_path / "m.keras"), "-o", str(tmp_path / "n.prototxt"),
+               str(tmp_path / "n.caffemodel"), "--input-shape", "1,3,1000000000,1000000000"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "over the limit" in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("n.*"))
