@@ -18,6 +18,8 @@ Where OpenCV dnn deviates from SSD's Caffe (so those cases are compared with num
   truncates them to int), ignores ``img_size``/``img_h``/``img_w``, clips by default (Caffe does not) and requires ``variance``
   (Caffe defaults it to 0.1).
 """
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -304,12 +306,13 @@ def ssd_caffemodel(net, path, seed=1, conf_bias=1.0):
 
 
 def ssd_case(tmp_path, rel):
-    from helpers import need_shared
+    from helpers import ROOT, need_shared
 
     from bnconvert.c2k import convert_caffe
     from bnconvert.caffe.graph import load_net
 
-    proto = need_shared("zoo") / rel
+    local = ROOT / "tests" / "nets" / "forks" / Path(rel).name  # MobileNet-SSD is kept here too
+    proto = local if local.exists() else need_shared("zoo") / rel
     cm = tmp_path / "w.caffemodel"
     ssd_caffemodel(load_net(str(proto)), cm)
     names = HEADS + ["detection_out"]
