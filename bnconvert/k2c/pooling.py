@@ -138,3 +138,22 @@ def caffe_pooling2d(ctx):
         ref = ctx.ref(y, co, out, "ref")
         y = ctx.add("Crop", [y, ref], crop_param=dict(axis=2, offset=[0, 0]))
     return ctx.out(y, lay.NHWC)
+
+
+@keras_layer("CaffeMaxPoolArgmax2D")
+def caffe_max_pool_argmax2d(ctx):
+    """MAX Pooling with two tops (values, argmax mask); ceil_mode=False crops both to the floor size."""
+    c = ctx.config
+    k, s, pd = _pair(c["pool_size"]), _pair(c["strides"]), _pair(c["padding"])
+    _, h, w, _ = ctx.in_shape(0)
+    out = tuple(ctx.out_shape(0)[1:3])
+    co = tuple(geo.caffe_pool_out(sz, kk, ss, p) for sz, kk, ss, p in zip((h, w), k, s, pd))
+    crop = co != out
+    tops = [ctx.base + ("/pool" if crop else ""), ctx.base + ("/mask_pool" if crop else "_mask")]
+    y, mask = ctx.add("Pooling", [ctx.input(0, lay.NHWC)], "pool" if crop else None, tops=tops, pooling_param=dict(
+        pool=0, kernel_h=k[0], kernel_w=k[1], stride_h=s[0], stride_w=s[1], pad_h=pd[0], pad_w=pd[1]))
+    if crop:
+        ref = ctx.ref(y, co, out, "ref")
+        y = ctx.add("Crop", [y, ref], crop_param=dict(axis=2, offset=[0, 0]))
+        mask = ctx.add("Crop", [mask, ref], "mask", crop_param=dict(axis=2, offset=[0, 0]))
+    return [ctx.out(y, lay.NHWC, i=0), ctx.out(mask, lay.NHWC, i=1)]
