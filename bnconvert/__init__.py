@@ -90,3 +90,7 @@ if "keras" in sys.modules:
         pass
 else:
     sys.meta_path.insert(0, _KerasImportHook())
+    # Keras defaults to TensorFlow; with no backend chosen and TensorFlow absent, use an installed one.
+    from .backend import pick_installed_backend as _pick
+
+    _pick()

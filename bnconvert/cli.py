@@ -87,6 +87,10 @@ def main(argv=None):
     debug = getattr(args, "debug", False)
     quiet_native = not debug and args.command in NATIVE_NOISY
     try:
+        if args.command in NATIVE_NOISY:  # these import Keras: start it on an installed backend
+            from .backend import ensure_backend
+
+            ensure_backend()
         with _native_stderr_silenced() if quiet_native else contextlib.nullcontext():
             return int(args._run(args) or 0)
     except ConversionError as e:

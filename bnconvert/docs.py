@@ -1,7 +1,11 @@
 """Generated documentation: the supported-layer tables, built from the converter registries.
 
-    python -m bnconvert.docs            # rewrite the table in README.md
+    python -m bnconvert.docs            # rewrite the table in the checkout's README.md
     python -m bnconvert.docs --check    # exit 1 if README.md's table is stale
+    python -m bnconvert.docs --print    # write the tables to stdout (works from an installed package)
+
+``--readme PATH`` names another README. From an installed package (no README.md beside it), the
+tables go to stdout and ``--check`` says which README to pass.
 """
 from __future__ import annotations
 
@@ -43,11 +47,39 @@ def update_readme(path, check=False):
     return True
 
 
-if __name__ == "__main__":
+def checkout_readme():
+    """README.md of the source checkout this module runs from, or None (an installed package)."""
     readme = Path(__file__).resolve().parents[1] / "README.md"
-    if "--check" in sys.argv:
+    return readme if readme.is_file() and START in readme.read_text(encoding="utf-8") else None
+
+
+def main(argv=None):
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m bnconvert.docs", description="the supported-layer tables")
+    ap.add_argument("--check", action="store_true", help="exit 1 if the README's table is stale")
+    ap.add_argument("--print", dest="print_", action="store_true", help="write the tables to stdout")
+    ap.add_argument("--readme", type=Path, help="the README to update or check (default: the checkout's)")
+    args = ap.parse_args(argv)
+    readme = args.readme or checkout_readme()
+    if args.print_ or (readme is None and not args.check):
+        if readme is None and not args.print_:
+            print("bnconvert.docs: no README.md beside this installed package; writing the tables to stdout "
+                  "(--readme PATH updates a README)", file=sys.stderr)
+        print(supported_layers_markdown())
+        return 0
+    if readme is None or not readme.is_file():
+        print(f"bnconvert.docs: error: {readme or 'README.md'} not found: --check needs the source checkout's "
+              f"README (this bnconvert is an installed package); pass --readme PATH", file=sys.stderr)
+        return 2
+    if args.check:
         ok = update_readme(readme, check=True)
         print("README.md supported-layer table is " + ("up to date" if ok else "STALE: run python -m bnconvert.docs"))
-        sys.exit(0 if ok else 1)
+        return 0 if ok else 1
     update_readme(readme)
     print(f"updated {readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -72,6 +72,10 @@ def convert_one(prototxt, caffemodel, output, *, input_shapes=None, outputs=None
         from ..backend import require_tensorflow
 
         require_tensorflow("a SavedModel", file=output)
+    if fmt == "savedmodel":
+        from ..backend import require_tensorflow
+
+        require_tensorflow("a SavedModel", file=output)
     with OutputUnit([(output, model_kind(fmt), "model"), (report_path, "file", "report")],
                     inputs=[prototxt, caffemodel]) as unit:
         t0 = time.perf_counter()
