@@ -25,7 +25,8 @@ def random_blobs(layer, shapes, rng, bn_factor=None):
         return [mean * s, var * s, np.array([s], np.float32)]
     if t == "BN":  # the forks' BN: scale, shift (SegNet/ENet) [, mean, variance (PSPNet)], each 1xCx1x1
         shp = tuple(shapes[0])
-        stats = [rng.uniform(0.6, 1.4, shp), rng.normal(0, 0.2, shp), rng.normal(0, 0.5, shp), rng.uniform(0.5, 2.0, shp)]
+        stats = [rng.uniform(0.6, 1.4, shp), rng.normal(0, 0.2, shp),
+                 rng.normal(0, 0.5, shp), rng.uniform(0.5, 2.0, shp)]
         return [a.astype(np.float32) for a in stats[:len(shapes)]]
     out = []
     for i, shp in enumerate(shapes):

@@ -9,8 +9,7 @@ from ..registry import caffe_layer
 
 @caffe_layer("Pooling")
 def pooling(ctx):
-    """MAX/AVE pooling; built-in Keras pooling where it is exact, CaffePooling2D otherwise; a MAX
-    pooling with two tops also gives its argmax mask (SegNet, ENet)."""
+    """MAX/AVE pooling (Keras pooling where exact, else CaffePooling2D); MAX with two tops: CaffeMaxPoolArgmax2D."""
     p = ctx.p.pooling_param
     shape = ctx.in_shape(0)
     err = _Err(ctx.layer, ctx.net.path)

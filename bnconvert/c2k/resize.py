@@ -8,7 +8,7 @@ from ..registry import caffe_layer
 
 @caffe_layer("Interp")
 def interp(ctx):
-    """Bilinear with aligned corners and cropping pads, exactly as the fork's caffe_cpu_interp2."""
+    """CaffeInterp: bilinear with aligned corners and cropping pads, exactly as the fork's caffe_cpu_interp2."""
     p = ctx.p.interp_param
     _, _, oh, ow = ctx.out_shape(0)
     return kl.CaffeInterp((oh, ow), p.pad_beg, p.pad_end, name=ctx.name())(ctx.input(0, lay.NHWC))
@@ -16,7 +16,7 @@ def interp(ctx):
 
 @caffe_layer("Upsample")
 def upsample(ctx):
-    """One bottom: nearest by ``scale`` (UpSampling2D). Two bottoms: max-unpooling by the mask."""
+    """One bottom (YOLOv3 ports): nearest UpSampling2D by scale. Two bottoms (SegNet, ENet): CaffeMaxUnpool2D."""
     _, _, oh, ow = ctx.out_shape(0)
     if len(ctx.layer.bottoms) == 1:
         _, _, h, w = ctx.in_shape(0)

@@ -18,7 +18,8 @@ from ._util import check_numpy, convert, inputs_for, proto
 def _layer(typ, params="", bottom="data", top="out", name=None):
     bottoms = "".join(f'bottom: "{b}" ' for b in ([bottom] if isinstance(bottom, str) else bottom))
     tops = "".join(f'top: "{t}" ' for t in ([top] if isinstance(top, str) else top))
-    return f'layer {{ name: "{name or (top if isinstance(top, str) else top[0])}" type: "{typ}" {bottoms}{tops}{params} }}\n'
+    name = name or (top if isinstance(top, str) else top[0])
+    return f'layer {{ name: "{name}" type: "{typ}" {bottoms}{tops}{params} }}\n'
 
 
 # --- Interp -------------------------------------------------------------------------------
@@ -131,7 +132,8 @@ def test_segnet_unpooling_by_the_pooling_mask(tmp_path, key):
     pool_params, up_params, (uh, uw) = UNPOOL[key]
     body = _layer("Pooling", f"pooling_param {{ pool: MAX {pool_params} }}", top=["pool", "mask"])
     body += _layer("Upsample", f"upsample_param {{ {up_params} }}", bottom=["pool", "mask"], top="up")
-    shape = (2, 3, 7, 6) if "explicit" in key or "overlapping" in key else (2, 3, 5, 5) if "pad" in key else (2, 3, 6, 6)
+    shape = {"segnet_explicit_size": (2, 3, 7, 6), "overlapping_last_wins": (2, 3, 7, 6),
+             "pad_out": (2, 3, 5, 5)}.get(key, (2, 3, 6, 6))
     case = convert(tmp_path, proto(body, shape=shape), outputs=["up", "mask"])
     x = _integer_input(case)
     got = case.run(x)
