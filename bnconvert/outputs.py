@@ -239,6 +239,41 @@ def _exchange(a, b):
     raise OSError(err, os.strerror(err), str(b))
 
 
+def _temp_prefix(real):
+    """Temporaries are ``.NAME.PID.XXXXXXXX...``: unique per process, and traceable to their writer."""
+    return f".{real.name}.{os.getpid()}."
+
+
+def remove_orphaned_temporaries(path):
+    """Remove the temporaries for output ``path`` left by writer processes that no longer exist
+    (a batch worker killed mid-write). Temporaries of live processes are left alone."""
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for n in names:
+        pid = n[len(p.name) + 2:].split(".", 1)[0]
+        if not (n.startswith(f".{p.name}.") and pid.isdigit()) or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        victim = parent / n
+        if victim.is_dir() and not victim.is_symlink():
+            shutil.rmtree(victim, ignore_errors=True)
+        else:
+            try:
+                victim.unlink()
+            except OSError:
+                pass
+
+
 class OutputUnit:
     """Write several outputs as one unit: stage each in a temporary, then :meth:`commit` them all.
 
@@ -279,7 +314,7 @@ class OutputUnit:
     def _temp_file(self, t, suffix):
         parent = None if t.stream else t.real.parent
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{t.real.name}.", suffix=suffix, dir=parent)
+            fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(t.real), suffix=suffix, dir=parent)
         except OSError as e:
             raise OutputError(f"cannot write here: {e.strerror}", file=t.path,
                               hint="choose a writable output directory") from None
@@ -309,7 +344,7 @@ class OutputUnit:
         t = self.target(path, kind)
         if t.kind == "dir":
             try:
-                holder = tempfile.mkdtemp(prefix=f".{t.real.name}.", suffix=".tmp", dir=t.real.parent)
+                holder = tempfile.mkdtemp(prefix=_temp_prefix(t.real), suffix=".tmp", dir=t.real.parent)
             except OSError as e:
                 raise OutputError(f"cannot write here: {e.strerror}", file=path) from None
             tmp = os.path.join(holder, t.real.name or "out")
@@ -428,4 +463,4 @@ def atomic_write(path, data):
 
 
 __all__ = ["OutputUnit", "Target", "atomic_write", "check_caffe_outputs", "check_output_path", "check_outputs",
-           "model_format", "refuse_inputs", "write_files", "MODEL_EXTENSIONS", "FORMATS"]
+           "model_format", "refuse_inputs", "remove_orphaned_temporaries", "write_files", "MODEL_EXTENSIONS", "FORMATS"]

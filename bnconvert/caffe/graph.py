@@ -310,7 +310,10 @@ def build_graph(net_param, *, phase="TEST", level=0, stages=(), input_shapes=Non
         outs = []
         for o in outputs:
             if o not in version:
-                raise GraphError(f"requested output blob '{o}' does not exist in phase {phase}", file=path)
+                names = sorted(version)
+                shown = ", ".join(names[:30]) + (f" and {len(names) - 30} more" if len(names) > 30 else "")
+                raise GraphError(f"requested output blob '{o}' does not exist in phase {phase}; the blobs are: "
+                                 f"{shown}", file=path)
             outs.append(version[o])
     else:
         unconsumed = [bid for bid in caffe_name if bid not in consumers]

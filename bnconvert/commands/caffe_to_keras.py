@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..cli import parse_input_shapes
 from ..errors import ConversionError
-from ..outputs import OutputUnit, check_outputs, model_format, refuse_inputs
+from ..outputs import OutputUnit, check_outputs, model_format, refuse_inputs, remove_orphaned_temporaries
 from ._common import (add_input_shape, add_progress, add_verbosity, float32_text, fmt_shape, model_kind, plural,
                       print_rows, print_warnings, progress_setting, report_bytes, shortest_float32, stage_model)
 
@@ -68,10 +68,6 @@ def convert_one(prototxt, caffemodel, output, *, input_shapes=None, outputs=None
 
     refuse_inputs([(output, "dir", "model"), (report_path, "file", "report")], [prototxt, caffemodel])
     fmt = model_format(output, fmt)
-    if fmt == "savedmodel":
-        from ..backend import require_tensorflow
-
-        require_tensorflow("a SavedModel", file=output)
     if fmt == "savedmodel":
         from ..backend import require_tensorflow
 
@@ -158,7 +154,9 @@ def _run_pool(jobs, n):
     results = [None] * len(jobs)
     order = sorted(range(len(jobs)), key=lambda i: -jobs[i][1].stat().st_size)
     for i in _pool_map(order, min(n, len(jobs)), jobs, results):
+        remove_orphaned_temporaries(jobs[i][2])  # a worker killed mid-write cannot clean up
         if _pool_map([i], 1, jobs, results):
+            remove_orphaned_temporaries(jobs[i][2])
             results[i] = (None, f"{jobs[i][0]}: the conversion process died (killed, or out of memory)")
     return results
 

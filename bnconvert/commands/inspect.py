@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from ._common import add_input_shape
+from ._common import add_input_shape, add_verbosity, aggregate_warnings, print_warnings
 
 HELP = "show a Caffe net's inputs, layers, shapes, BatchNorm details and unsupported layers"
 DESCRIPTION = """\
@@ -31,6 +31,7 @@ def add_common(parser, weights=True):
                         help="a NetState stage for include/exclude rules (repeatable)")
     add_input_shape(parser, help="shape of an input blob (needed for Data layers; repeatable)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_verbosity(parser)
 
 
 def add_arguments(parser):
@@ -43,10 +44,12 @@ def run(args):
 
     report = inspect_net(args.prototxt, args.caffemodel, phase=args.phase,
                          input_shapes=parse_input_shapes(args.input_shape), stages=tuple(args.stage))
-    if args.json:
+    if args.quiet:
+        print_warnings(report["warnings"], "inspect")
+    elif args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(render(report))
+        print(render(report, verbose=args.verbose))
     return 0
 
 
@@ -85,7 +88,7 @@ def _range(r):
     return "-" if r is None else f"[{r[0]:.4g}, {r[1]:.4g}]"
 
 
-def render(rep):
+def render(rep, verbose=0):
     out = [f"net {rep['net'] or '(unnamed)'}: {rep['prototxt']}" + (f" + {rep['weights']}" if rep["weights"] else ""),
            f"phase {rep['phase']}" + (f", stages {', '.join(rep['stages'])}" if rep["stages"] else "")
            + f", format {rep['format']}" + _upgrade_text(rep["upgrades"])]
@@ -100,7 +103,8 @@ def render(rep):
     if rep["batchnorm"]:
         out += ["", f"BatchNorm ({len(rep['batchnorm'])})", _batchnorm(rep["batchnorm"])]
     out += ["", _unsupported(rep)]
-    for title, items in (("Notes", rep["notes"]), ("Warnings", rep["warnings"])):
+    warnings = rep["warnings"] if verbose else aggregate_warnings(rep["warnings"])
+    for title, items in (("Notes", rep["notes"]), ("Warnings", warnings)):
         if items:
             out += ["", title] + [f"  - {n}" for n in items]
     return "\n".join(out)

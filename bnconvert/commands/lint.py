@@ -32,21 +32,23 @@ def run(args):
 
     findings = lint_net(args.prototxt, args.caffemodel, phase=args.phase,
                         input_shapes=parse_input_shapes(args.input_shape), stages=tuple(args.stage))
-    if args.json:
+    if args.quiet:
+        pass  # the exit status says whether there are errors
+    elif args.json:
         print(json.dumps({"prototxt": args.prototxt, "weights": args.caffemodel, "phase": args.phase,
                           "findings": [f.to_dict() for f in findings]}, indent=2))
     else:
-        print(render(args.prototxt, args.phase, findings))
+        print(render(args.prototxt, args.phase, findings, verbose=args.verbose))
     return 1 if has_errors(findings) else 0
 
 
-def render(path, phase, findings):
+def render(path, phase, findings, verbose=0):
     counts = {s: sum(f.severity == s for f in findings) for s in ("error", "warning", "info")}
     head = f"{path} (phase {phase}): " + ", ".join(f"{n} {s}{'' if n == 1 else 's'}" for s, n in counts.items())
     if not findings:
         return head + "\nno findings"
     rows, whys = [], {}
-    for f in _collapse(findings):
+    for f in _collapse(findings, shown=None if verbose else 3):
         rows.append([f["severity"], f["code"], f["layers"], f["message"]])
         whys.setdefault(f["code"], f["why"])
     out = [head, table(["severity", "code", "layer", "message"], rows), "", "why:"]
@@ -54,7 +56,7 @@ def render(path, phase, findings):
     return "\n".join(out)
 
 
-def _collapse(findings):
+def _collapse(findings, shown=3):
     """Merge findings with the same code and message into one row listing their layers."""
     merged = {}
     for f in findings:
@@ -64,5 +66,7 @@ def _collapse(findings):
         merged[key]["names"].append(f.layer or "-")
     for m in merged.values():
         names = m.pop("names")
-        m["layers"] = ", ".join(names[:3]) + (f" (+{len(names) - 3} more)" if len(names) > 3 else "")
+        shown_names = names if shown is None else names[:shown]
+        m["layers"] = ", ".join(shown_names) + (f" (+{len(names) - len(shown_names)} more)"
+                                                if len(names) > len(shown_names) else "")
     return list(merged.values())
