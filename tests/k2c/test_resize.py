@@ -88,3 +88,29 @@ def test_interp_from_keras_matches_opencv(tmp_path):
     assert len(kres) == 1
     for name in kres:
         assert_close(cv[name].reshape(kres[name].shape), kres[name], name)
+
+
+@pytest.mark.parametrize("size", [(10, 14), (15, 7)])
+def test_nearest_resizing_by_whole_factors_matches_opencv(tmp_path, size):
+    from .conftest import run_converted
+
+    inp = keras.Input((5, 7, 3))
+    model = keras.Model(inp, keras.layers.Resizing(*size, interpolation="nearest", name="r")(inp))
+    kres, cv, _ = run_converted(model, tmp_path)
+    for name in kres:
+        assert_close(cv[name].reshape(kres[name].shape), kres[name], name)
+
+
+@pytest.mark.parametrize("kwargs, msg", [
+    (dict(height=10, width=14), "bilinear"),
+    (dict(height=10, width=14, interpolation="nearest", crop_to_aspect_ratio=True), "aspect ratio"),
+    (dict(height=8, width=14, interpolation="nearest"), "whole factors"),
+])
+def test_inexact_resizing_is_refused(kwargs, msg):
+    from bnconvert.errors import ConversionError
+
+    inp = keras.Input((5, 7, 3))
+    model = keras.Model(inp, keras.layers.Resizing(name="r", **kwargs)(inp))
+    with pytest.raises(ConversionError, match=msg) as e:
+        convert(model, input_shape=(1, 3, 5, 7))
+    assert "'r'" in str(e.value)
