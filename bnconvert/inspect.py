@@ -16,9 +16,19 @@ from .errors import GraphError, ShapeError
 # --- reading -----------------------------------------------------------------------------
 
 
-def read_net(prototxt):
-    """(raw NetParameter as written, upgraded copy, upgrades dict)."""
-    raw = read_prototxt(prototxt)
+def read_net(prototxt, fields=None):
+    """(raw NetParameter as written, upgraded copy, upgrades dict).
+
+    ``fields``: a dict; if given, the prototxt is read leniently, to show every finding at once:
+    ``fields["ignored"]`` gets the unknown fields of layers inference drops, ``fields["problems"]``
+    the unknown fields of other layers and the non-repeated fields given twice (lists of
+    :class:`~bnconvert.caffe.prototxt.FieldNote`), and the net is parsed without them.
+    """
+    if fields is None:
+        raw = read_prototxt(prototxt)
+    else:
+        raw = read_prototxt(prototxt, ignored=fields.setdefault("ignored", []),
+                            problems=fields.setdefault("problems", []))
     net_param = pb2().NetParameter()
     net_param.CopyFrom(raw)
     upgrades = upgrade_net(net_param, prototxt)
@@ -80,7 +90,8 @@ def raw_paired_scale(layers, i):
 # Data layer type -> its parameter message (fork types such as AnnotatedData use data_param).
 _DATA_PARAMS = {"Data": "data_param", "ImageData": "image_data_param", "HDF5Data": "hdf5_data_param",
                 "MemoryData": "memory_data_param", "WindowData": "window_data_param",
-                "DummyData": "dummy_data_param", "AnnotatedData": "data_param"}
+                "DummyData": "dummy_data_param", "AnnotatedData": "data_param",
+                "ImageSegData": "image_data_param", "DenseImageData": "dense_image_data_param"}
 
 
 def _declaration(raw, lp):
@@ -250,16 +261,24 @@ def supported_types():
 
 
 def _missing_input_shapes(layers, given):
-    """Input blobs whose shape neither the prototxt nor ``given`` supplies."""
-    from .caffe.graph import _data_shape
+    """Input blobs whose shape neither the prototxt nor ``given`` supplies (a fork data layer's
+    extra tops that no kept layer reads are dropped with it and need none)."""
+    from .caffe.graph import _data_shape, _unused_data_top
 
+    consumed = {b for lp in layers if not is_loss_type(lp.type) for b in lp.bottom}
     missing = []
     for lp in layers:
         if lp.type in INPUT_TYPES:
             for i, t in enumerate(lp.top):
-                if t not in given and _data_shape(lp, i) is None:
+                if t not in given and _data_shape(lp, i) is None and not _unused_data_top(lp, i, t, consumed):
                     missing.append(t)
     return missing
+
+
+def field_row(note):
+    """A :class:`~bnconvert.caffe.prototxt.FieldNote` as a report row."""
+    return {"line": note.line, "column": note.column, "layer": note.layer, "type": note.layer_type,
+            "field": note.field, "problem": note.kind, "message": note.describe()}
 
 
 def check_input_names(layers, given, path):
@@ -279,7 +298,8 @@ def inspect_net(prototxt, caffemodel=None, phase="TEST", input_shapes=None, stag
     ``notes`` says why, instead of failing.
     """
     phase = phase.upper()
-    raw, net_param, upgrades = read_net(prototxt)
+    fields = {}
+    raw, net_param, upgrades = read_net(prototxt, fields)
     given = dict(input_shapes or {})
     layers = phase_layers(net_param, phase, stages)
     check_input_names(layers, given, prototxt)
@@ -289,6 +309,10 @@ def inspect_net(prototxt, caffemodel=None, phase="TEST", input_shapes=None, stag
         return t in types or t in INPUT_TYPES
 
     notes, net = [], None
+    if fields["problems"]:
+        notes.append(f"{len(fields['problems'])} field problem(s) in layers that inference keeps (listed under "
+                     f"field_errors): caffe2keras refuses the net until they are fixed; what follows was read "
+                     f"without those fields")
     try:
         net = build_graph(net_param, phase=phase, stages=stages, input_shapes=given, path=prototxt,
                           upgrades=upgrades)
@@ -335,6 +359,8 @@ def inspect_net(prototxt, caffemodel=None, phase="TEST", input_shapes=None, stag
         "unsupported": unsupported,
         "unsupported_types": sorted({u["type"] for u in unsupported}),
         "converters_available": bool(types),
+        "ignored_fields": [field_row(n) for n in fields["ignored"]],
+        "field_errors": [field_row(n) for n in fields["problems"]],
         "notes": notes,
         "warnings": list(net.warnings) if net is not None else [],
     }

@@ -72,6 +72,17 @@ CHECKS = {
                        "reads round_mode with the opposite encoding (ceil_mode false = 0 = CEIL)."),
     "INPUT-SHAPE-UNKNOWN": ("info", "Data layers do not declare their image size; without --input-shape the "
                             "shape-based checks (pooling output sizes) are skipped."),
+    "FIELD-UNKNOWN": ("error", "The schema (BVLC Caffe plus the fork fields bnconvert knows) has no such field "
+                      "in a layer that inference keeps: a spelling error, or a fork field bnconvert does not "
+                      "support. Caffe rejects the file; caffe2keras refuses it rather than guess."),
+    "FIELD-REPEATED": ("error", "A non-repeated field is given twice in one message. Caffe's text parser refuses "
+                       "the file (\"specified multiple times\"); which value was meant is unknown."),
+    "FIELD-IGNORED": ("info", "An unknown field inside a layer that inference drops (a data, loss or accuracy "
+                      "layer, of any fork). It cannot change the converted model, so it is ignored."),
+    "NAME-DUPLICATE": ("info", "Several layers of one phase share a name. BVLC Caffe accepts this (Net::Init never "
+                       "checks) and matches caffemodel weights by name, giving them to the first such layer; "
+                       "bnconvert accepts it while at most one of them has weights, and gives the Keras layers "
+                       "unique names."),
     "GRAPH-BUILD": ("error", "The inference graph of the phase cannot be built, so Caffe could not load the "
                     "net either; the other checks ran on the net as written."),
 }
@@ -269,11 +280,38 @@ def check_twins(ctx):
     for name, group in groups.items():
         if len(group) < 2 or all(is_loss_type(lp.type) for lp in group):
             continue  # loss layers have no weights and are not converted
+        if any(sum(1 for lp in ctx.layers[ph] if lp.name == name) > 1 for ph in ctx.layers):
+            continue  # same-named layers of one phase are not twins (check_duplicate_names)
         first = _normalised(group[0])
         diffs = sorted({d for other in group[1:] for d in field_diff(first, _normalised(other))})
         if diffs:
             out.append(finding("TWIN-DIFFERS", name, f"{len(group)} layers named '{name}' (one per phase/stage) "
                                f"differ in: {', '.join(diffs)}"))
+    return out
+
+
+def check_duplicate_names(ctx):
+    out = []
+    for ph, layers in ctx.layers.items():
+        counts = {}
+        for lp in layers:
+            if not is_loss_type(lp.type):
+                counts.setdefault(lp.name, []).append(lp.type)
+        for name, types in counts.items():
+            if len(types) > 1:
+                out.append(finding("NAME-DUPLICATE", name, f"{len(types)} layers of phase {ph} are named '{name}' "
+                                   f"({', '.join(types)})"))
+    return out
+
+
+def field_findings(fields):
+    """FIELD-* findings for the prototxt's unknown and repeated fields, all at once, with lines."""
+    out = []
+    for n in fields.get("problems", []):
+        code = "FIELD-REPEATED" if n.kind == "duplicate" else "FIELD-UNKNOWN"
+        out.append(finding(code, n.layer, n.describe()))
+    for n in fields.get("ignored", []):
+        out.append(finding("FIELD-IGNORED", n.layer, n.describe()))
     return out
 
 
@@ -353,7 +391,7 @@ def _unique(layers, type_):
 # --- driver -----------------------------------------------------------------------------------
 
 ALL_CHECKS = (check_bn_scale, check_bn_global_stats, check_bn_params, check_twins, check_bn_eps, check_bn_stats,
-              check_scale_fillers, check_pooling)
+              check_scale_fillers, check_pooling, check_duplicate_names)
 
 
 def _as_written(raw, path):
@@ -387,12 +425,14 @@ def lint_net(prototxt, caffemodel=None, phase="TEST", input_shapes=None, stages=
     the phase-rule checks (use_global_stats, TRAIN/TEST twins, param blocks) always cover both phases.
     """
     phase = phase.upper()
-    raw, net_param, upgrades = read_net(prototxt)
+    fields = {}
+    raw, net_param, upgrades = read_net(prototxt, fields)
     pre = _as_written(raw, prototxt)
     given = dict(input_shapes or {})
     layers = {ph: phase_layers(pre, ph, stages) for ph in ("TRAIN", "TEST")}
     check_input_names(layers[phase], given, prototxt)
     net, findings = _graph(net_param, phase, stages, given, prototxt, upgrades, layers[phase])
+    findings = field_findings(fields) + findings
     weights = read_weights(caffemodel) if caffemodel is not None else None
     ctx = _Ctx(pre=pre, phase=phase, layers=layers, deploy=is_deploy_net(pre), weights=weights, net=net)
     for check in ALL_CHECKS:

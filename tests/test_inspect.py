@@ -210,3 +210,67 @@ def test_inspect_does_not_import_tensorflow(zoo):
     assert not imported & {"tensorflow", "keras", "tf_keras"}, "inspect imported TensorFlow/Keras"
     assert "BatchNorm (53)" in res.stdout
     assert elapsed < 10, f"inspect took {elapsed:.1f}s"
+
+
+# --- fork nets: everything ignored or unsupported, all at once -------------------------------
+
+FORKS = ROOT / "tests" / "nets" / "forks"
+# fork net -> (the --input-shape it needs, the fields inference drops, the unsupported types)
+FORK_NETS = {
+    "pspnet50_ADE20K_473.prototxt": (None, [], []),
+    "segnet_inference.prototxt": ((1, 3, 360, 480), [], []),
+    "segnet_basic_inference.prototxt": ((1, 3, 360, 480), [], []),
+    "enet_deploy.prototxt": (None, [], ["Python"]),
+    "enet_deploy_final.prototxt": (None, [], []),
+    "deeplab_v2_vgg16_test_voc12.prototxt": (None, [("fc8_mat", "MatWrite", "mat_write_param")], []),
+    "deeplab_v2_resnet101_test_voc12.prototxt": (None, [("accuracy", "SegAccuracy", "seg_accuracy_param")], []),
+    "yolov3_416x416.prototxt": (None, [], []),
+    "yolov3-tiny.prototxt": (None, [], []),
+    "hed_deploy.prototxt": (None, [], []),
+    "MobileNetSSD_deploy.prototxt": (None, [], []),
+}
+
+
+def _fork_files():
+    return sorted(p.name for p in FORKS.glob("*.prototxt") if "${" not in p.read_text())
+
+
+def test_the_fork_nets_of_the_issue_are_all_there():
+    assert set(FORK_NETS) <= set(_fork_files())
+
+
+@pytest.mark.parametrize("name", _fork_files())
+def test_inspect_fork_net_lists_everything_ignored_or_unsupported(name):
+    """Every fork net of tests/nets/forks; those in FORK_NETS with exactly what they must list."""
+    shape, ignored, unsupported = FORK_NETS.get(name, (None, None, None))
+    path = FORKS / name
+    rep = inspect_net(path, input_shapes={None: shape} if shape else None)
+    assert rep["field_errors"] == []
+    if ignored is not None:
+        assert [(r["layer"], r["type"], r["field"]) for r in rep["ignored_fields"]] == ignored
+        assert rep["unsupported_types"] == unsupported
+    lines = path.read_text().splitlines()
+    for r in rep["ignored_fields"]:  # the line and column point at the field itself
+        assert lines[r["line"] - 1][r["column"] - 1:].startswith(r["field"])
+    # every layer of the phase is either in the table or listed as dropped
+    listed = [r["name"] for r in rep["layers"]] + [d["layer"] for d in rep["dropped"]]
+    assert {lp.name for lp in phase_layers(read_net(path, {})[1], "TEST")} <= set(listed)
+
+
+def test_inspect_lists_every_field_problem_of_every_layer(tmp_path, capsys):
+    text = (FORKS / "deeplab_v2_vgg16_test_voc12.prototxt").read_text()
+    text = text.replace("kernel_size: 3\n", "kernel_sze: 3\n", 2).replace("num_output: 64\n", "num_output: 64\n"
+                                                                          "    num_output: 64\n", 1)
+    p = tmp_path / "typos.prototxt"
+    p.write_text(text)
+    rep = inspect_net(p)
+    got = [(r["problem"], r["layer"], r["field"]) for r in rep["field_errors"]]
+    assert got == [("duplicate", "conv1_1", "convolution_param.num_output"),
+                   ("unknown", "conv1_1", "convolution_param.kernel_sze"),
+                   ("unknown", "conv1_2", "convolution_param.kernel_sze")]
+    assert [r["field"] for r in rep["ignored_fields"]] == ["mat_write_param"]
+    assert any("caffe2keras refuses the net" in n for n in rep["notes"])
+    assert main(["inspect", str(p)]) == 1
+    out = capsys.readouterr().out
+    assert "Field errors (caffe2keras refuses these): 3" in out and "Ignored fields" in out
+    assert main(["inspect", str(FORKS / "deeplab_v2_vgg16_test_voc12.prototxt")]) == 0

@@ -191,3 +191,33 @@ def test_lint_zoo_known_findings(zoo):
     assert got == {("POOL-CEIL-MODE", "pool1", "warning")}
     got = codes(lint_net(zoo / "inception_v3" / "deploy_inception-v3.prototxt"))
     assert {c for c, _, _ in got} == {"BN-EPS"}
+
+
+# --- prototxt fields and duplicate names ------------------------------------------------------
+
+
+def test_field_problems_are_all_listed_with_their_lines():
+    findings = lint("fields.prototxt")
+    got = [(f.code, f.layer, f.severity) for f in findings]
+    assert got == [("FIELD-UNKNOWN", "conv1", "error"), ("FIELD-REPEATED", "relu1", "error"),
+                   ("FIELD-IGNORED", "loss", "info")]
+    unknown, repeated, ignored = (f.message for f in findings)
+    assert unknown.startswith("line 10: layer 'conv1' (type Convolution): unknown field 'convolution_param.kernal_size'")
+    assert repeated.startswith("line 17: layer 'relu1' (type ReLU): non-repeated field 'relu_param.negative_slope' "
+                               "is given twice (first at line 17, column 16)")
+    assert ignored.startswith("line 25: layer 'loss' (type SoftmaxWithLoss): ignored unknown field "
+                              "'loss_param.fork_weighting'")
+
+
+def test_duplicate_names_of_one_phase_are_not_twins():
+    got = codes(lint("duplicate_names.prototxt"))
+    assert got == {("NAME-DUPLICATE", "act", "info")}
+    hed = lint_net(Path(__file__).resolve().parent / "nets" / "forks" / "hed_deploy.prototxt")
+    assert {(f.code, f.layer) for f in hed} == {("NAME-DUPLICATE", "crop")}
+    assert "5 layers of phase TEST are named 'crop'" in " ".join(f.message for f in hed)
+
+
+def test_cli_exit_code_on_field_errors(capsys):
+    assert main(["lint", str(NETS / "fields.prototxt")]) == 1
+    out = capsys.readouterr().out
+    assert "FIELD-UNKNOWN" in out and "FIELD-IGNORED" in out

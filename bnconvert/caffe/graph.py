@@ -12,13 +12,8 @@ from ..errors import GraphError, ParseError, ShapeError
 from .io import check_shape, integer_shape, pb2, read_caffemodel, read_prototxt
 from .upgrade import upgrade_net
 
-INPUT_TYPES = ("Input", "Data", "ImageData", "HDF5Data", "MemoryData", "DummyData", "WindowData",
-               "AnnotatedData", "VideoData")
-DROPPED_TYPES = ("Accuracy", "Silence", "HDF5Output")
-
-
-def is_loss_type(t):
-    return t.endswith("Loss") or t in DROPPED_TYPES
+# Which types are data layers (inputs) and which inference drops, by name: see layertypes.
+from .layertypes import DROPPED_TYPES, INPUT_NAMES, INPUT_TYPES, is_loss_type  # noqa: F401 (re-exported)
 
 
 @dataclass
@@ -145,11 +140,31 @@ def _data_shape(lp, top_index):
         if p.new_height and p.new_width:
             return (p.batch_size, c, p.new_height, p.new_width)
         return None
+    if t in ("ImageSegData", "DenseImageData"):
+        return _fork_image_shape(lp, top_index)
     if t == "Data" and top_index == 1:
         return (lp.data_param.batch_size,)
     if t == "HDF5Data" and top_index > 0:
         return None
     return None
+
+
+def _fork_image_shape(lp, top_index):
+    """The data top of DeepLab v2's ImageSegData (image_data_param) or SegNet/ENet's DenseImageData
+    (dense_image_data_param), as their layer setup shapes it: N, C, then the crop (transform_param
+    crop_size, else the fork's crop_height/crop_width), else the resize (new_height/new_width)."""
+    if top_index != 0:
+        return None
+    seg = lp.type == "ImageSegData"
+    p, tp = (lp.image_data_param, lp.transform_param) if seg else (lp.dense_image_data_param, lp.transform_param)
+    c = 3 if p.is_color else 1
+    crop_h, crop_w = (tp.crop_height, tp.crop_width) if seg else (p.crop_height, p.crop_width)
+    if tp.crop_size:
+        crop_h = crop_w = tp.crop_size
+    h, w = (crop_h, crop_w) if crop_h and crop_w else (p.new_height, p.new_width)
+    if not (p.batch_size and h and w):
+        return None
+    return (p.batch_size, c, h, w)
 
 
 def _transform_dict(lp):
@@ -208,18 +223,13 @@ def build_graph(net_param, *, phase="TEST", level=0, stages=(), input_shapes=Non
         raise GraphError(_nothing_included(net_param, phase, dropped), file=path,
                          hint="convert with the other --phase, or check the include/exclude rules")
 
-    # Names must be unique among the included layers.
-    seen = {}
-    for lp in kept:
-        if lp.name in seen:
-            raise GraphError(f"two layers are named '{lp.name}' in phase {phase}", file=path, layer=lp.name,
-                             layer_type=lp.type, hint="give every layer a unique name")
-        seen[lp.name] = lp
+    # Duplicate layer names are accepted, as Caffe does (see check_duplicate_names).
 
     # Inputs consumed only by dropped layers (labels) are dropped too.
     all_included = [lp for lp in net_param.layer if layer_included(lp, phase, level, stages)]
     consumed_by_kept = {b for lp in kept for b in lp.bottom}
-    n_unnamed = sum(1 for lp in kept if lp.type in INPUT_TYPES for _ in lp.top)
+    n_unnamed = sum(1 for lp in kept if lp.type in INPUT_TYPES
+                    for ti, t in enumerate(lp.top) if not _unused_data_top(lp, ti, t, consumed_by_kept))
     single_shape = input_shapes.pop(None, None)
 
     version, caffe_name, producer, consumers, shapes = {}, {}, {}, {}, {}
@@ -238,6 +248,10 @@ def build_graph(net_param, *, phase="TEST", level=0, stages=(), input_shapes=Non
             for ti, t in enumerate(lp.top):
                 if t not in consumed_by_kept and any(t in d.bottom for d in all_included if is_loss_type(d.type)):
                     dropped.append((f"{lp.name}:{t}", lp.type, "input used only by dropped loss/accuracy layers"))
+                    continue
+                if _unused_data_top(lp, ti, t, consumed_by_kept):
+                    dropped.append((f"{lp.name}:{t}", lp.type, "top of a fork data layer that no kept layer reads "
+                                                               "(a label or image size)"))
                     continue
                 if t in version:
                     raise GraphError(f"top blob '{t}' is produced by more than one layer", file=path,
@@ -328,7 +342,38 @@ def build_graph(net_param, *, phase="TEST", level=0, stages=(), input_shapes=Non
     from .shapes import infer_shapes
 
     infer_shapes(net)
+    check_duplicate_names(net)
+    for note in (upgrades or {}).get("ignored_fields", ()):
+        net.warn(note)
     return net
+
+
+def _unused_data_top(lp, ti, t, consumed_by_kept):
+    """A fork data layer's extra top (its label, DeepLab's data_dim) that no kept layer reads:
+    dropped with the layer's loss, since no shape for it is known. BVLC data layers keep theirs."""
+    return ti > 0 and lp.type not in INPUT_NAMES and t not in consumed_by_kept
+
+
+def check_duplicate_names(net):
+    """Caffe accepts duplicate layer names (``Net::Init`` never checks them); its
+    ``CopyTrainedLayersFrom`` gives a caffemodel layer's blobs to the *first* layer of that name.
+    So two same-named layers are fine unless two of them hold weights: then which one the
+    caffemodel's blobs belong to is ambiguous, and bnconvert refuses the net."""
+    by_name = {}
+    for L in net.layers:
+        by_name.setdefault(L.name, []).append(L)
+    for name, group in by_name.items():
+        if len(group) < 2:
+            continue
+        with_weights = [L for L in group if getattr(L, "param_shapes", None)]
+        if len(with_weights) > 1:
+            types = ", ".join(f"{L.type} #{L.index}" for L in with_weights)
+            raise GraphError(f"{len(with_weights)} layers with weights are named '{name}' ({types}): which of them "
+                             f"a caffemodel's '{name}' blobs belong to is ambiguous (Caffe gives them to the first "
+                             f"and leaves the others at their filler values)", file=net.path, layer=name,
+                             layer_type=with_weights[1].type, hint="give the layers with weights unique names")
+        net.warn(f"{len(group)} layers are named '{name}' ({', '.join(L.type for L in group)}); accepted as Caffe "
+                 f"does, and given unique Keras names")
 
 
 def _nothing_included(net_param, phase, dropped):
@@ -395,8 +440,10 @@ def prune_to_outputs(net):
 
 def parse_net(prototxt):
     """Read and upgrade a prototxt. Returns (NetParameter, upgrades dict)."""
-    net_param = read_prototxt(prototxt)
+    ignored = []
+    net_param = read_prototxt(prototxt, ignored=ignored)
     upgrades = upgrade_net(net_param, prototxt)
+    upgrades["ignored_fields"] = [n.describe(prototxt) for n in ignored]
     return net_param, upgrades
 
 

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import numbers
 import os
-import re
 import stat
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .prototxt import enclosing_layer, parse_prototxt_text  # noqa: F401 (re-exported)
 from ..errors import OutputError, ParseError, ShapeError
 from .wire import blob_bytes
 
@@ -83,102 +83,6 @@ def _read_bytes(path, what, max_bytes=None):
             raise ParseError(f"cannot read {what}: {e.strerror}", file=path) from None
 
 
-def parse_prototxt_text(text, path="<string>"):
-    """Parse prototxt text into a ``NetParameter``.
-
-    A syntax error, an unknown field or an unknown enum value is a :class:`ParseError` that
-    gives the line and column and, when the error sits inside a ``layer {}`` block, that
-    layer's name and type.
-    """
-    from google.protobuf import text_format
-
-    net = pb2().NetParameter()
-    try:
-        text_format.Merge(text, net, allow_unknown_extension=False)
-    except text_format.ParseError as e:
-        line, col = _error_position(e)
-        msg = _clean_protobuf_message(str(e))
-        name, ltype = enclosing_layer(text, line) if line else (None, None)
-        where = f"line {line or '?'}, column {col or '?'}"
-        raise ParseError(f"syntax error at {where}: {msg}", file=path, layer=name, layer_type=ltype,
-                         line=line, column=col, hint=_parse_hint(msg)) from None
-    except (ValueError, TypeError, OverflowError, RecursionError) as e:
-        # Defensive: protobuf's text parser reports errors as ParseError, but a value it
-        # cannot convert must still not escape as a traceback.
-        raise ParseError(f"cannot parse the prototxt: {type(e).__name__}: {e}", file=path) from None
-    return net
-
-
-def _error_position(e):
-    try:
-        line, col = e.GetLine(), e.GetColumn()
-    except AttributeError:
-        line, col = getattr(e, "_line", None), getattr(e, "_column", None)
-    return (int(line) if line else None), (int(col) if col else None)
-
-
-def _clean_protobuf_message(msg):
-    """'4:25 : \'<source line>\': Enum type ... .' -> 'Enum type ...'."""
-    msg = re.sub(r"^\d+:\d+ : ", "", msg.strip())
-    msg = re.sub(r"^'.*?': (?=[A-Z])", "", msg, count=1)
-    return " ".join(msg.split()).rstrip(".")
-
-
-def _parse_hint(msg):
-    if "has no field named" in msg:
-        return ("the field is not in bnconvert's caffe.proto (BVLC Caffe plus common fork fields); "
-                "fix its spelling, or remove it if your Caffe fork added it and it does not change inference")
-    if "has no value named" in msg:
-        return "use one of the enum's values from caffe.proto (they are upper case, e.g. MAX, AVE)"
-    return "check the syntax near that position against caffe.proto"
-
-
-_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|#[^\n]*|\n|[{}]|[A-Za-z_][\w.]*|:|[^\s{}:"\'#]+')
-
-
-def enclosing_layer(text, line):
-    """(name, type) of the top-level ``layer``/``layers`` block that contains ``line`` (1-based).
-
-    A light tokenizer (strings, comments, braces) so parse errors can name the layer; returns
-    (None, None) when the line is outside any layer block. Never raises.
-    """
-    try:
-        depth, cur_line, block, prev = 0, 1, None, None
-        tokens = _TOKEN.finditer(text)
-        for m in tokens:
-            tok = m.group(0)
-            if tok == "\n":
-                cur_line += 1
-                if cur_line > line and block is None:
-                    return None, None
-                continue
-            if tok.startswith("#"):
-                continue
-            if tok == "{":
-                if depth == 0 and prev in ("layer", "layers"):
-                    block = {"start": cur_line, "name": None, "type": None}
-                depth += 1
-            elif tok == "}":
-                depth = max(0, depth - 1)
-                if depth == 0 and block is not None:
-                    if block["start"] <= line <= cur_line:
-                        return block["name"], block["type"]
-                    if cur_line > line:
-                        return None, None
-                    block = None
-            elif depth == 1 and block is not None and prev in ("name", "type") and tok[:1] in "\"'":
-                block[prev] = block[prev] or tok[1:-1]
-            elif depth == 1 and block is not None and prev == "type" and tok[:1].isalpha():
-                block["type"] = block["type"] or tok  # V1 enum type, e.g. CONVOLUTION
-            if tok != ":":
-                prev = tok
-        if block is not None and block["start"] <= line:
-            return block["name"], block["type"]
-    except Exception:  # a best-effort helper for messages must never hide the real error
-        pass
-    return None, None
-
-
 def _decode_text(data, path):
     """Bytes -> str. Invalid UTF-8 inside ``#`` comments is tolerated (Caffe ignores comments);
     anywhere else it is a :class:`ParseError` with line and column."""
@@ -224,10 +128,12 @@ def _split_comment(raw):
     return raw, b""
 
 
-def read_prototxt(path):
+def read_prototxt(path, *, ignored=None, problems=None):
     """Read a text prototxt (V2 ``layer`` or legacy V1 ``layers``) into a ``NetParameter``.
 
-    Accepts a UTF-8 byte-order mark and CRLF or CR line endings.
+    Accepts a UTF-8 byte-order mark and CRLF or CR line endings. ``ignored`` and ``problems``:
+    as for :func:`bnconvert.caffe.prototxt.parse_prototxt_text` (unknown fields of dropped
+    layers tolerated and reported; every finding reported instead of raised).
     """
     data = _read_bytes(path, "prototxt", MAX_PROTOTXT_BYTES)
     if data.startswith(b"\xef\xbb\xbf"):
@@ -237,7 +143,7 @@ def read_prototxt(path):
                          hint="pass the .caffemodel as the second argument")
     data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     text = _decode_text(data, path)
-    return parse_prototxt_text(text, path)
+    return parse_prototxt_text(text, path, ignored=ignored, problems=problems)
 
 
 def _looks_like_text(data):

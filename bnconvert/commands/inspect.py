@@ -14,6 +14,10 @@ moving_average_fraction, the paired Scale and its bias) and the layers no conver
 With a caffemodel, BatchNorm rows also show the factor s and the range of mean and variance
 after dividing by s. Does not load TensorFlow.
 
+Every unknown prototxt field is listed at once, with its line, layer and type: those inside
+layers that inference drops (data, loss, accuracy layers of any fork) are ignored, the others
+are errors that caffe2keras refuses (exit code 1; 0 otherwise, 2 if the input cannot be read).
+
 examples:
   bnconvert inspect deploy.prototxt
   bnconvert inspect train_val.prototxt --input-shape data=1,3,227,227 --phase TRAIN
@@ -50,7 +54,7 @@ def run(args):
         print(json.dumps(report, indent=2))
     else:
         print(render(report, verbose=args.verbose))
-    return 0
+    return 1 if report["field_errors"] else 0
 
 
 # --- text rendering ---------------------------------------------------------------------------
@@ -103,11 +107,23 @@ def render(rep, verbose=0):
     if rep["batchnorm"]:
         out += ["", f"BatchNorm ({len(rep['batchnorm'])})", _batchnorm(rep["batchnorm"])]
     out += ["", _unsupported(rep)]
+    for title, key in (("Field errors (caffe2keras refuses these)", "field_errors"),
+                       ("Ignored fields (in layers that inference drops)", "ignored_fields")):
+        if rep[key]:
+            out += ["", f"{title}: {len(rep[key])}", _fields(rep[key])]
     warnings = rep["warnings"] if verbose else aggregate_warnings(rep["warnings"])
     for title, items in (("Notes", rep["notes"]), ("Warnings", warnings)):
         if items:
             out += ["", title] + [f"  - {n}" for n in items]
     return "\n".join(out)
+
+
+def _fields(rows):
+    def what(r):
+        return r["message"].split(": ")[-1] if r["problem"] == "unknown" else r["message"].split("): ", 1)[-1]
+
+    return table(["line", "layer", "type", "field", "problem"],
+                 [[str(r["line"]), r["layer"] or "-", r["type"] or "-", r["field"], what(r)] for r in rows])
 
 
 def _upgrade_text(u):

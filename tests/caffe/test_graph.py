@@ -25,10 +25,17 @@ def _err(tmp_path, layers, cls=GraphError, **kw):
     return ei.value
 
 
-def test_duplicate_layer_names(tmp_path):
-    e = _err(tmp_path, relu("r", "data", "a") + relu("r", "a", "b"))
-    assert (e.layer, e.layer_type) == ("r", "ReLU") and "two layers are named 'r'" in str(e)
-    assert "Fix: give every layer a unique name" in str(e)
+def test_duplicate_layer_names_without_weights_are_accepted_as_caffe_does(tmp_path):
+    net = load_net(net_with(tmp_path, relu("r", "data", "a") + relu("r", "a", "b")))
+    assert [L.name for L in net.layers[1:]] == ["r", "r"]
+    assert any("2 layers are named 'r'" in w for w in net.warnings)
+
+
+def test_duplicate_layer_names_with_weights_are_ambiguous(tmp_path):
+    conv = 'layer {{ name: "c" type: "Convolution" bottom: "{b}" top: "{t}" convolution_param {{ num_output: 2 kernel_size: 1 }} }}\n'
+    e = _err(tmp_path, conv.format(b="data", t="a") + relu("c", "a", "r") + conv.format(b="r", t="b"))
+    assert (e.layer, e.layer_type) == ("c", "Convolution") and "2 layers with weights are named 'c'" in str(e)
+    assert "ambiguous" in str(e) and "Fix: give the layers with weights unique names" in str(e)
 
 
 def test_duplicate_top_names(tmp_path):
