@@ -227,3 +227,51 @@ def test_socket_or_other_special_file_is_never_replaced(tmp_path):
         assert stat.S_ISSOCK(os.lstat(path).st_mode)
     finally:
         s.close()
+
+
+def test_concurrent_writers_of_one_directory_and_one_file(tmp_path):
+    """Eight writers race to replace one SavedModel directory and one file: every one succeeds,
+    the result is one writer's whole output, and no temporary is left."""
+    sm, f = tmp_path / "sm", tmp_path / "r.json"
+    errors = []
+
+    def writer(i):
+        def make(tmp):
+            os.mkdir(tmp)
+            for name in ("saved_model.pb", "variables"):
+                with open(os.path.join(tmp, name), "w") as fh:
+                    fh.write(str(i))
+        try:
+            with OutputUnit([(sm, "dir", "model"), (f, "file", "report")]) as unit:
+                unit.write_with(sm, make, kind="dir")
+                unit.write_bytes(f, str(i).encode())
+                unit.commit()
+        except Exception as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    tree = _tree(tmp_path)
+    assert sorted(tree) == ["r.json", "sm", "sm/saved_model.pb", "sm/variables"]
+    assert tree["sm/saved_model.pb"] == tree["sm/variables"]
+
+
+def test_orphaned_temporaries_of_dead_writers_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    from bnconvert.outputs import remove_orphaned_temporaries
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    out = tmp_path / "m.keras"
+    (tmp_path / f".m.keras.{dead}.abcd1234.keras").write_bytes(b"partial")
+    (tmp_path / f".m.keras.{dead}.efgh5678.tmp").mkdir()
+    (tmp_path / f".m.keras.{os.getpid()}.live0000.keras").write_bytes(b"mine, in progress")
+    (tmp_path / ".m.keras.notapid.keras").write_bytes(b"someone else's")
+    remove_orphaned_temporaries(out)
+    assert sorted(os.listdir(tmp_path)) == [f".m.keras.{os.getpid()}.live0000.keras", ".m.keras.notapid.keras"]
