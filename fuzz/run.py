@@ -5,13 +5,18 @@ Usage (from the repository root):
     python fuzz/run.py --minutes 1 --jobs 2    # quicker, on two cores
     python fuzz/run.py --replay prototxt 12345 # re-run one input from its kind and seed
 
-Four targets, each input generated from its own seed (so every failure can be replayed):
+Six targets, each input generated from its own seed (so every failure can be replayed):
   prototxt   - mutated real prototxts from ../shared/zoo (numbers, types, blob names, lines, bytes,
                CRLF, odd fields) read through load_net;
   caffemodel - truncated / bit-flipped / spliced caffemodels from ../shared/caffe-ref loaded with
                their prototxt;
   layers     - random layer lists (random types, params and wiring) through upgrade + build_graph;
-  text       - random prototxt-like token soup.
+  text       - random prototxt-like token soup;
+  structure  - real prototxts with their layer count and depth changed (chains of up to 3,000
+               layers, thousands of in-place repeats, duplicated/deleted/shuffled spans, braces
+               nested up to 20,000 deep; fuzz/structure.py);
+  outputs    - upgrade / caffe2keras / keras2caffe run in-process with random output-path
+               arguments, all inside a temporary directory (fuzz/outputs.py).
 An input passes when it gives a result or a well-formed ConversionError (names the file, one
 line, no wrapped Python exception). Any other exception, a hang (> --timeout s) or a crash of the
 worker process is a failure; failing inputs are saved under --out. Prints the figures at the end.
@@ -25,6 +30,7 @@ import os
 import random
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,9 +38,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "fuzz"))
 
+import outputs as O  # noqa: E402
+import structure as S  # noqa: E402
 import targets as T  # noqa: E402
 
-KINDS = ["prototxt", "caffemodel", "layers", "text"]
+KINDS = ["prototxt", "caffemodel", "layers", "text", "structure", "outputs"]
 
 
 class Hang(Exception):
@@ -52,12 +60,19 @@ def make_input(kind, seed, corpus):
         return T.mutate_binary(Path(model).read_bytes(), rng), proto
     if kind == "layers":
         return T.random_net(rng), None
+    if kind == "structure":
+        return S.mutate_structure(Path(rng.choice(zoo)).read_bytes(), rng), None
+    if kind == "outputs":
+        return rng, None  # the command and its paths are drawn when it runs (see outputs.make_command)
     return T.random_text(rng), None
 
 
 def run_one(kind, seed, corpus, tmpdir):
     data, proto = make_input(kind, seed, corpus)
-    if kind in ("prototxt", "text"):
+    if kind == "outputs":
+        pairs = corpus[1]
+        return O.check_outputs(data, data.choice(pairs), O.small_pair(pairs), tmpdir or tempfile.gettempdir())
+    if kind in ("prototxt", "text", "structure"):
         return T.check_prototxt_bytes(data, tmpdir)
     if kind == "caffemodel":
         return T.check_caffemodel_bytes(proto, data, tmpdir)
@@ -70,6 +85,8 @@ def save(out, kind, seed, corpus, reason):
     stem = out / f"{kind}_{seed}"
     if kind == "layers":
         data = str(data).encode()
+    elif kind == "outputs":
+        data = f"outputs seed {seed}: replay it to see the command\n".encode()
     stem.with_suffix(".input").write_bytes(data)
     stem.with_suffix(".txt").write_text(f"{reason}\nprototxt: {proto}\nreplay: python fuzz/run.py --replay {kind} {seed}\n")
 
@@ -83,6 +100,8 @@ def worker(wid, seeds, deadline, corpus, out, timeout, state_path, stats_path):
     failures = []
     tmpdir = out / f"tmp{wid}"
     tmpdir.mkdir(parents=True, exist_ok=True)
+    if "outputs" in KINDS:
+        O.prepare(corpus[1], str(tmpdir))  # Keras import and a small .keras model, before any alarm
     last_flush = 0.0
     for seed in seeds:
         if time.time() > deadline:

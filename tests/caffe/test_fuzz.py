@@ -90,3 +90,51 @@ def test_the_oracle_catches_bugs():
     assert T.classify(lambda: [][1]).startswith("IndexError")
     assert "wraps a Python exception" in T.classify(leaked)
     assert "without a file" in T.classify(lambda: (_ for _ in ()).throw(ConversionError("no file")))
+
+
+# --- structure and output-path targets (issue 14) -----------------------------------------------
+
+import outputs as O  # noqa: E402
+import structure as S  # noqa: E402
+
+
+@settings(max_examples=12, deadline=20000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2 ** 32), index=st.integers(0, 10 ** 6))
+def test_structure_mutations(tmp_path, seed, index):
+    _need_seeds()
+    src = Path(ZOO[index % len(ZOO)]).read_bytes()
+    assert T.check_prototxt_bytes(S.mutate_structure(src, random.Random(seed)), str(tmp_path)) is None
+
+
+def test_structure_mutations_change_layer_count_and_depth():
+    _need_seeds()
+    src = Path(ZOO[0]).read_bytes()
+    counts = {len(S.parse(S.mutate_structure(src, random.Random(s))).layer) for s in range(12)}
+    assert max(counts) >= len(S.parse(src).layer) + 50 and len(counts) > 3
+    nested = S._nest(b'layer { name: "a" }', random.Random(1))
+    assert nested.count(b"{") >= 50
+
+
+@settings(max_examples=10, deadline=60000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2 ** 32))
+def test_output_path_arguments(tmp_path, seed):
+    _need_seeds()
+    rng = random.Random(seed)
+    assert O.check_outputs(rng, rng.choice(PAIRS), O.small_pair(PAIRS), str(tmp_path)) is None
+
+
+def test_output_judge_catches_bugs(tmp_path):
+    """_judge flags a changed input, a leftover file and an output changed by a failed run."""
+    tmp = str(tmp_path)
+    inp, out = tmp_path / "in.prototxt", tmp_path / "out.prototxt"
+    inp.write_text("a")
+    before = O._snapshot(tmp)
+    inp.write_text("b")
+    assert "changed the input" in O._judge(0, "", ["x"], tmp, before, [str(inp)], [str(out)])
+    inp.write_text("a")
+    (tmp_path / ".out.prototxt.tmp").write_text("partial")
+    assert "left" in O._judge(2, "", ["x"], tmp, before, [str(inp)], [str(out)])
+    (tmp_path / ".out.prototxt.tmp").unlink()
+    out.write_text("new")
+    assert "failed (exit 2) but changed" in O._judge(2, "", ["x"], tmp, before, [str(inp)], [str(out)])
+    assert "internal error" in O._judge(2, "error: internal error: X", ["x"], tmp, before, [], [str(out)])
