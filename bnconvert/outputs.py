@@ -239,9 +239,12 @@ def _exchange(a, b):
     raise OSError(err, os.strerror(err), str(b))
 
 
+_NAME_KEPT = 100  # of the output's name in its temporaries' names, so a 255-byte name still gets one
+
+
 def _temp_prefix(real):
     """Temporaries are ``.NAME.PID.XXXXXXXX...``: unique per process, and traceable to their writer."""
-    return f".{real.name}.{os.getpid()}."
+    return f".{real.name[:_NAME_KEPT]}.{os.getpid()}."
 
 
 def remove_orphaned_temporaries(path):
@@ -253,9 +256,10 @@ def remove_orphaned_temporaries(path):
         names = os.listdir(parent)
     except OSError:
         return
+    head = f".{p.name[:_NAME_KEPT]}."
     for n in names:
-        pid = n[len(p.name) + 2:].split(".", 1)[0]
-        if not (n.startswith(f".{p.name}.") and pid.isdigit()) or int(pid) == os.getpid():
+        pid = n[len(head):].split(".", 1)[0]
+        if not (n.startswith(head) and pid.isdigit()) or int(pid) == os.getpid():
             continue
         try:
             os.kill(int(pid), 0)
