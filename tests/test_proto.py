@@ -532,3 +532,46 @@ def test_resize_and_bn_fork_fields_are_exactly_these():
         assert (f.default_value if f.HasField("default_value") else None) == default, (msg, name)
     for msg in ("BNParameter", "InterpParameter", "UpsampleParameter"):
         assert set(ours[f"caffe.{msg}"]) == {n for m, n in RESIZE_BN_FORK_FIELDS if m == msg}, msg
+
+
+# Everything the schema adds to BVLC's, listed one by one: a fork field or message joins the schema
+# only by being listed here (with its number), so nothing slips in by accident.
+FORK_FIELDS = {
+    ("caffe.LayerParameter", "bn_param", 45),  # SegNet/ENet's number (PSPNet: 152)
+    ("caffe.LayerParameter", "dense_image_data_param", 46),  # ENet's number (SegNet: 138 = tile_param)
+    ("caffe.LayerParameter", "upsample_param", 149),
+    ("caffe.LayerParameter", "shuffle_channel_param", 164),
+    ("caffe.LayerParameter", "permute_param", 202),
+    ("caffe.LayerParameter", "prior_box_param", 203),
+    ("caffe.LayerParameter", "detection_output_param", 204),
+    ("caffe.LayerParameter", "norm_param", 206),
+    ("caffe.LayerParameter", "interp_param", 1143),
+    ("caffe.LayerParameter", "roi_pooling_param", 8266711),
+    ("caffe.PoolingParameter", "ceil_mode", 1013),
+    ("caffe.ImageDataParameter", "ignore_label", 15),  # DeepLab v2
+    ("caffe.ImageDataParameter", "label_type", 16),  # DeepLab v2
+    ("caffe.TransformationParameter", "scale_factors", 8),  # DeepLab v2
+    ("caffe.TransformationParameter", "crop_width", 9),  # DeepLab v2
+    ("caffe.TransformationParameter", "crop_height", 10),  # DeepLab v2
+}
+FORK_MESSAGES = {
+    "caffe.PermuteParameter", "caffe.NormalizeParameter", "caffe.PriorBoxParameter",
+    "caffe.NonMaximumSuppressionParameter", "caffe.ResizeParameter", "caffe.SaveOutputParameter",
+    "caffe.DetectionOutputParameter", "caffe.ROIPoolingParameter", "caffe.ShuffleChannelParameter",
+    "caffe.DenseImageDataParameter", "caffe.BNParameter", "caffe.InterpParameter", "caffe.UpsampleParameter",
+}
+FORK_ENUMS = {
+    "caffe.ImageDataParameter.LabelType", "caffe.PriorBoxParameter.CodeType", "caffe.ResizeParameter.Resize_mode",
+    "caffe.ResizeParameter.Pad_mode", "caffe.ResizeParameter.Interp_mode", "caffe.BNParameter.BNMode",
+    "caffe.BNParameter.Engine",
+}
+
+
+def test_every_addition_to_the_reference_is_a_listed_fork_addition(reference):
+    ref_msgs, ref_enums = reference
+    ours_msgs, ours_enums = _our_descriptors()
+    fields = {(m, f, d.number) for m, fs in ours_msgs.items() if m in ref_msgs
+              for f, d in fs.items() if f not in ref_msgs[m]}
+    assert fields == FORK_FIELDS
+    assert set(ours_msgs) - set(ref_msgs) == FORK_MESSAGES
+    assert set(ours_enums) - set(ref_enums) == FORK_ENUMS
