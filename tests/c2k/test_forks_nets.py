@@ -2,8 +2,9 @@
 and realistic BN statistics at small input sizes, and match each fork's semantics.
 
 References: OpenCV dnn for DeepLab v2 LargeFOV, where it implements every layer (its Interp agrees with
-the fork for zoom_factor). Elsewhere (BN, Upsample and the mask Pooling are not in OpenCV) every fork
-layer is checked on its own: the converted model's tensors at the layer's bottoms go through numpy
+the fork for zoom_factor and height/width), and for PSPNet-50 and the YOLOv3 port with their BN /
+Upsample written as the BVLC layers they compute (BatchNorm + Scale; a nearest Deconvolution). OpenCV has
+neither BN nor Upsample nor the mask Pooling, so in every net each fork layer is also checked on its own: the converted model's tensors at the layer's bottoms go through numpy
 written from the fork's source (tests/c2k/_forks_ref.py), and the result must match the converted
 model's tensor at the layer's top. The small input sizes need the fixed sizes in a few prototxts
 (PSPNet's pyramid pooling, SegNet's upsample_h/w) scaled down with the input; the tests do that.
@@ -110,12 +111,17 @@ def test_pspnet50(tmp_path):
             text = re.sub(rf"(kernel_size|stride): {big}\b", rf"\1: {little}", text)
         return re.sub(r"(height|width): 60\b", r"\1: 6", text)
 
-    net, _, model, report, eng = _convert(_prototxt(tmp_path, "pspnet50_ADE20K_473.prototxt", small))
+    path = _prototxt(tmp_path, "pspnet50_ADE20K_473.prototxt", small)
+    net, _, model, report, eng = _convert(path)
     x = random_inputs(net, seed=1)
     n = check_fork_layers(net, model, eng, x, ["BN", "Interp"])
     assert n == 65  # 60 BN, 5 Interp
     assert report["outputs"] == {"conv6_interp": [1, 150, 41, 41]}
     assert sum(type(la).__name__ == "BatchNormalization" for la in model.layers) == 60
+    # the whole net in OpenCV, with each BN written as the BatchNorm + Scale it computes
+    cv = run_opencv(*_opencv_equivalent(path, net, tmp_path), x, ["conv6_interp"])
+    assert np.abs(cv["conv6_interp"]).max() > 0
+    assert_close(_outputs(net, model, report, x)["conv6_interp"], cv["conv6_interp"], "conv6_interp vs OpenCV")
 
 
 def _segnet_small(text):
@@ -171,6 +177,12 @@ def test_yolov3_port(tmp_path):
     assert check_fork_layers(net, model, eng, x, ["Upsample"]) == 2
     assert sorted(report["outputs"].values()) == [[1, 255, 1, 1], [1, 255, 2, 2], [1, 255, 4, 4]]
     assert sum(type(la).__name__ == "UpSampling2D" for la in model.layers) == 2
+    # the whole net in OpenCV, with each Upsample written as the nearest Deconvolution it computes
+    got = _outputs(net, model, report, x)
+    cv = run_opencv(*_opencv_equivalent(path, net, tmp_path), x, list(got))
+    for name in got:
+        assert np.abs(cv[name]).max() > 0
+        assert_close(got[name], cv[name], f"{name} vs OpenCV")
 
 
 def test_deeplab_v2_aspp_multiscale(tmp_path):
@@ -181,3 +193,42 @@ def test_deeplab_v2_aspp_multiscale(tmp_path):
     x = random_inputs(net, seed=1)
     assert check_fork_layers(net, model, eng, x, ["Interp"]) == 5
     assert list(report["outputs"].values()) == [[1, 21, 65, 65]]
+
+
+def _opencv_equivalent(path, net, tmp_path):
+    """The net with PSPNet's BN as BVLC BatchNorm + Scale (same eps) and the YOLOv3 port's Upsample as a
+    Deconvolution with a kernel of ones and group C (nearest, exact): layers OpenCV dnn runs. Returns the
+    paths of that prototxt and of a caffemodel holding the converted net's weights."""
+    from bnconvert.caffe.io import array_to_blob, pb2, read_prototxt, write_caffemodel, write_prototxt
+
+    text, weights = read_prototxt(str(path)), pb2().NetParameter()
+    deploy = pb2().NetParameter(name=text.name)
+    deploy.input.extend(text.input)
+    deploy.input_dim.extend(text.input_dim)
+    for lp in text.layer:
+        blobs = list(net.layer(lp.name).blobs) if lp.type not in ("Input",) else []
+        if lp.type == "BN":
+            c = blobs[0].size
+            bn = deploy.layer.add(name=lp.name, type="BatchNorm", bottom=lp.bottom, top=lp.top)
+            bn.batch_norm_param.eps = lp.bn_param.eps
+            sc = deploy.layer.add(name=lp.name + "/scale", type="Scale", bottom=lp.top, top=lp.top)
+            sc.scale_param.bias_term = True
+            pairs = [(bn, [blobs[2].reshape(c), blobs[3].reshape(c), np.ones(1, np.float32)]),
+                     (sc, [blobs[0].reshape(c), blobs[1].reshape(c)])]
+        elif lp.type == "Upsample":
+            c, s = net.layer(lp.name).top_shapes[0][1], lp.upsample_param.scale
+            up = deploy.layer.add(name=lp.name, type="Deconvolution", bottom=lp.bottom, top=lp.top)
+            up.convolution_param.MergeFrom(pb2().ConvolutionParameter(
+                num_output=c, group=c, bias_term=False, kernel_size=[s], stride=[s]))
+            pairs = [(up, [np.ones((c, 1, s, s), np.float32)])]
+        else:
+            deploy.layer.add().CopyFrom(lp)
+            pairs = [(deploy.layer[-1], blobs)]
+        for layer, arrays in pairs:
+            if len(arrays):
+                w = weights.layer.add(name=layer.name, type=layer.type)
+                for a in arrays:
+                    array_to_blob(np.asarray(a, np.float32), w.blobs.add())
+    write_prototxt(deploy, tmp_path / "cv.prototxt")
+    write_caffemodel(weights, tmp_path / "cv.caffemodel")
+    return tmp_path / "cv.prototxt", tmp_path / "cv.caffemodel"
