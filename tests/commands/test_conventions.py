@@ -112,3 +112,11 @@ def test_inspect_lint_upgrade_quiet(net, tmp_path):
         r = cli(*args, "-q")
         assert r.returncode in (0, 1) and r.stdout == "", (args, r.stdout, r.stderr)
         assert cli(*args, "-v").stdout != ""
+
+
+def test_inspect_json_eps_in_float32_shortest_form():
+    r = cli("inspect", SAMPLE / "deploy.prototxt", "--json")
+    assert r.returncode == 0, r.stderr
+    bns = json.loads(r.stdout)["batchnorm"]
+    assert bns and all(b["eps"] == 1e-05 and b["moving_average_fraction"] == 0.999 for b in bns)
+    assert "9.99999" not in r.stdout and "0.99900001" not in r.stdout
