@@ -18,6 +18,7 @@ file as another. They are written as one unit: after a failure none of them is c
 examples:
   bnconvert keras2caffe model.keras -o net.prototxt net.caffemodel
   bnconvert keras2caffe model.h5 -o net.prototxt net.caffemodel --input-shape 1,3,224,224 --report r.json
+  bnconvert keras2caffe mobilenet.keras -o net.prototxt net.caffemodel --target opencv
 """
 
 
@@ -29,6 +30,9 @@ def add_arguments(parser):
                         help="the input size in Caffe order (needed when the model's size is unknown; "
                              "the batch defaults to 1)")
     parser.add_argument("--report", metavar="FILE.json", help="write the conversion report as JSON")
+    parser.add_argument("--target", choices=["caffe", "opencv"], default="caffe",
+                        help="the runtime the files are for: caffe (BVLC Caffe, default) or opencv (OpenCV dnn: "
+                             "ReLU6 as its ReLU6 layer, only layers and fields it loads; see README)")
     add_verbosity(parser)
     add_progress(parser)
 
@@ -45,7 +49,7 @@ def run(args):
     with OutputUnit(outputs, inputs=[args.model]) as unit:
         # keras_to_caffe's two files are staged into this unit, with the report, and written together.
         report = keras_to_caffe(args.model, prototxt, caffemodel, input_shape=shape,
-                                progress=progress_setting(args))
+                                progress=progress_setting(args), target=args.target)
         if args.report:
             unit.write_bytes(args.report, report_bytes(report))
         unit.commit()

@@ -22,6 +22,7 @@ from ..naming import unique_name
 from ..progress import Progress
 from ..registry import KERAS_TO_CAFFE
 from ._context import LayerContext, fill
+from .targets import check_target
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -171,8 +172,9 @@ def concrete_shapes(steps, inputs, shapes, path):
 
 
 class Engine:
-    def __init__(self, path):
+    def __init__(self, path, target="caffe"):
         self.path = path
+        self.target = check_target(target)
         self.net = pb2().NetParameter()
         self.blobs = {}
         self.layer_names, self.top_names, self.added = set(), set(), set()
@@ -281,9 +283,10 @@ def _input_shapes(inputs, input_shape, path):
     return shapes
 
 
-def convert_model(model, input_shape=None, progress=None, path=None):
-    """Convert a ``keras.Model``. Returns (deploy NetParameter, weights NetParameter, report)."""
-    deploy, eng, report = _convert_engine(model, input_shape, progress, path)
+def convert_model(model, input_shape=None, progress=None, path=None, target="caffe"):
+    """Convert a ``keras.Model`` for ``target`` (see :mod:`bnconvert.k2c.targets`).
+    Returns (deploy NetParameter, weights NetParameter, report)."""
+    deploy, eng, report = _convert_engine(model, input_shape, progress, path, target)
     weights = pb2().NetParameter()
     weights.CopyFrom(eng.net)
     for L, arrays in zip(weights.layer, eng.arrays):
@@ -292,14 +295,14 @@ def convert_model(model, input_shape=None, progress=None, path=None):
     return deploy, weights, report
 
 
-def _convert_engine(model, input_shape=None, progress=None, path=None):
+def _convert_engine(model, input_shape=None, progress=None, path=None, target="caffe"):
     """The conversion itself: (deploy NetParameter, Engine with ``net`` and ``arrays``, report)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     steps, inputs, out_keys, outputs = flatten_graph(model, path)
     check_supported(steps, path)
     shapes = _input_shapes(inputs, input_shape, path)
     concrete_shapes(steps, inputs, shapes, path)
-    eng = Engine(path)
+    eng = Engine(path, target)
     eng.net.name = model.name
     for s in steps:
         for k in s.inputs:
@@ -332,6 +335,7 @@ def _convert_engine(model, input_shape=None, progress=None, path=None):
         "batchnorm": eng.batchnorm,
         "dropped": eng.dropped,
         "warnings": eng.warnings,
+        "target": eng.target,
     }
     return deploy, eng, report
 
@@ -353,10 +357,10 @@ def _finish_outputs(eng, out_keys, outputs):
     return names
 
 
-def convert(model_or_path, input_shape=None, progress=None):
+def convert(model_or_path, input_shape=None, progress=None, target="caffe"):
     """Convert without writing: (deploy NetParameter, weights NetParameter, report)."""
     model, path = _load(model_or_path)
-    return convert_model(model, input_shape, progress, path)
+    return convert_model(model, input_shape, progress, path, target)
 
 
 def _load(model_or_path):
@@ -371,7 +375,7 @@ def _load(model_or_path):
     return model, path
 
 
-def keras_to_caffe(model_or_path, prototxt_path, caffemodel_path, input_shape=None, progress=None):
+def keras_to_caffe(model_or_path, prototxt_path, caffemodel_path, input_shape=None, progress=None, target="caffe"):
     """Convert a Keras model (object or .keras/.h5 path) to a Caffe prototxt + caffemodel. Returns the report.
 
     Args:
@@ -380,9 +384,10 @@ def keras_to_caffe(model_or_path, prototxt_path, caffemodel_path, input_shape=No
         caffemodel_path: where the weights are written.
         input_shape: (N, C, H, W) of the input (or a dict input name -> shape); batch defaults to 1.
         progress: show a progress bar (default: on a terminal, for large models).
+        target: the Caffe runtime the files are for: "caffe" (BVLC, default) or "opencv" (OpenCV dnn).
     """
     model, path = _load(model_or_path)
-    deploy, eng, report = _convert_engine(model, input_shape, progress, path)
+    deploy, eng, report = _convert_engine(model, input_shape, progress, path, target)
     # Streamed from the arrays: no protobuf copy of the weights is ever built in memory.
     write_net_files(deploy, prototxt_path, caffemodel_chunks(eng.net, eng.arrays), caffemodel_path)
     report.update(prototxt=str(prototxt_path), caffemodel=str(caffemodel_path))

@@ -73,6 +73,11 @@ class LayerContext:
         return self.in_blob(i).layout
 
     @property
+    def target(self):
+        """The Caffe runtime being written for: "caffe" (BVLC) or "opencv" (see k2c/targets.py)."""
+        return self._engine.target
+
+    @property
     def n_inputs(self):
         return len(self.step.inputs)
 

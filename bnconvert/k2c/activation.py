@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import layout as lay
 from ..registry import keras_layer
+from .targets import refuse
 
 FLT_MAX = float(np.finfo(np.float32).max)
 
@@ -13,8 +14,41 @@ def _clip(lo, hi):
     return dict(clip_param=dict(min=float(lo), max=float(hi)))
 
 
+def opencv_clip(lo, hi):
+    """clip(x, lo, hi) from layers OpenCV dnn has: its ReLU6 for 0..6, else min/max from ReLU and Power
+    (min(x, hi) = hi - relu(hi - x), max(x, lo) = lo + relu(x - lo))."""
+    if (lo, hi) == (0.0, 6.0):
+        return [("ReLU6", {})]
+    ops = []
+    if lo == 0.0:
+        ops.append(("ReLU", {}))
+    elif lo > -FLT_MAX:
+        ops += [("Power", dict(power_param=dict(shift=-lo))), ("ReLU", {}), ("Power", dict(power_param=dict(shift=lo)))]
+    if hi < FLT_MAX:
+        flip = ("Power", dict(power_param=dict(scale=-1.0, shift=hi)))
+        ops += [flip, ("ReLU", {}), flip]
+    return ops
+
+
+def for_target(ctx, t, p):
+    """The (type, params) chain that computes Caffe layer ``t`` on the target runtime."""
+    if ctx.target != "opencv":
+        return [(t, p)]
+    if t == "Clip":
+        return opencv_clip(float(p["clip_param"]["min"]), float(p["clip_param"]["max"]))
+    if t == "Log":  # OpenCV's Log is the plain natural log: base, scale and shift are ignored
+        lp = p["log_param"]
+        base = float(lp.get("base", -1.0))
+        ops = [("Power", dict(power_param=dict(scale=lp.get("scale", 1.0), shift=lp.get("shift", 0.0)))), ("Log", {})]
+        return ops + ([("Power", dict(power_param=dict(scale=1.0 / float(np.log(base)))))] if base != -1.0 else [])
+    if t == "Threshold":
+        raise refuse(ctx, "OpenCV dnn has no Threshold layer")
+    return [(t, p)]
+
+
 def _chain(ctx, top, ops, suffix):
-    """Emit a chain of (type, params) layers; the last one gets ``suffix``."""
+    """Emit a chain of (type, params) layers for the target; the last one gets ``suffix``."""
+    ops = [q for t, p in ops for q in for_target(ctx, t, p)]
     for i, (t, p) in enumerate(ops):
         top = ctx.add(t, [top], suffix if i == len(ops) - 1 else f"act{i}", **p)
     return top
@@ -86,11 +120,11 @@ def relu(ctx):
     b = ctx.in_blob(0)
     x = ctx.input(0, b.layout) if b.pad is not None else b.top
     if mx is not None and slope == 0.0:
-        return ctx.out(ctx.add("Clip", [x], **_clip(0, mx)), b.layout, nonneg=True)
+        return ctx.out(_chain(ctx, x, [("Clip", _clip(0, mx))], None), b.layout, nonneg=True)
     top = ctx.add("ReLU", [x], "relu" if mx is not None else None,
                   relu_param=dict(negative_slope=slope) if slope else {})
     if mx is not None:
-        top = ctx.add("Clip", [top], **_clip(-FLT_MAX, mx))
+        top = _chain(ctx, top, [("Clip", _clip(-FLT_MAX, mx))], None)
     return ctx.out(top, b.layout, nonneg=slope == 0.0)
 
 
@@ -167,4 +201,7 @@ def caffe_unary(ctx):
             "swish": ("Swish", dict(swish_param=dict(beta=c["beta"])))}[op]
     b = ctx.in_blob(0)
     x = ctx.input(0, b.layout) if b.pad is not None else b.top
-    return ctx.out(ctx.add(t, [x], **p), b.layout)
+    if op == "swish" and ctx.target == "opencv" and float(c["beta"]) != 1.0:  # OpenCV's Swish has no beta
+        g = _chain(ctx, x, [("Power", dict(power_param=dict(scale=c["beta"]))), ("Sigmoid", {})], "gate")
+        return ctx.out(ctx.add("Eltwise", [x, g], eltwise_param=dict(operation=0)), b.layout)
+    return ctx.out(_chain(ctx, x, [(t, p)], None), b.layout)

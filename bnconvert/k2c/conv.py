@@ -102,30 +102,32 @@ def separable_conv2d(ctx):
 
 @keras_layer("Conv2DTranspose")
 def conv2d_transpose(ctx):
-    """Deconvolution; TF's 'same' crop becomes Caffe's pad (plus a Crop when it is asymmetric)."""
+    """Deconvolution; TF's 'same' crop and output_padding become Caffe's pad, a Crop, and zero rows
+    appended to the input where the output reaches past the kernel (those rows hold only the bias)."""
     cfg = ctx.config
     ctx.need_4d()
     ctx.check_channels_last()
     k, s, d = _pair(cfg["kernel_size"]), _pair(cfg["strides"]), _pair(cfg["dilation_rate"])
-    if cfg.get("output_padding") is not None:
-        raise ctx.error("output_padding is not supported")
-    _, h, w, _ = ctx.in_shape(0)
-    _, oh, ow, _ = ctx.out_shape(0)
+    n, h, w, c = ctx.in_shape(0)
+    out = ctx.out_shape(0)[1:3]
     full = [st * (size - 1) + dd * (kk - 1) + 1 for st, size, kk, dd in zip(s, (h, w), k, d)]
-    extra = [f - o for f, o in zip(full, (oh, ow))]
-    if min(extra) < 0:
-        raise ctx.error("a kernel smaller than the stride makes Keras's output larger than Caffe's Deconvolution")
-    pad = (extra[0] // 2, extra[1] // 2)
+    start = [0 if cfg["padding"] == "valid" else max(0, (f - o) // 2) for f, o in zip(full, out)]
+    grow = [max(0, -(-(a + o - f) // st)) for a, o, f, st in zip(start, out, full, s)]
+    x = ctx.input(0, lay.NHWC)
+    if any(grow):
+        x = ctx.pad_nchw(x, (n, c, h, w), ((0, grow[0]), (0, grow[1])), "grow")
+        full = [f + g * st for f, g, st in zip(full, grow, s)]
+    pad = [min(a, f - a - o) for a, o, f in zip(start, out, full)]
     ws = ctx.weights
-    blobs = [lay.deconv_kernel_to_caffe(ws[0])] + ws[1:2]
-    asym = any(e % 2 for e in extra)
-    param = _conv_param(cfg["filters"], k, s, pad, d, 1, cfg["use_bias"])
-    top = ctx.add("Deconvolution", [ctx.input(0, lay.NHWC)], "deconv" if asym else _last(ctx), blobs=blobs,
-                  convolution_param=param)
-    if asym:
-        sizes = (full[0] - 2 * pad[0], full[1] - 2 * pad[1])
-        ref = ctx.ref(top, sizes, (oh, ow), "ref")
-        top = ctx.add("Crop", [top, ref], _last(ctx), crop_param=dict(axis=2, offset=[0, 0]))
+    sizes = [f - 2 * p for f, p in zip(full, pad)]
+    crop = sizes != list(out)
+    top = ctx.add("Deconvolution", [x], "deconv" if crop else _last(ctx),
+                  blobs=[lay.deconv_kernel_to_caffe(ws[0])] + ws[1:2],
+                  convolution_param=_conv_param(cfg["filters"], k, s, pad, d, 1, cfg["use_bias"]))
+    if crop:
+        ref = ctx.ref(top, sizes, out, "ref")
+        top = ctx.add("Crop", [top, ref], _last(ctx), crop_param=dict(
+            axis=2, offset=[a - p for a, p in zip(start, pad)]))
     return _finish(ctx, top)
 
 

@@ -102,6 +102,9 @@ def caffe_scale(ctx):
         raise ctx.error(f"a parameter of shape {ws[0].shape} does not cover one contiguous run of Caffe axes")
     axis, blobs = conv[0][0], [r[1] for r in conv]
     x = ctx.input(0, lo)
+    if not cfg["use_scale"] and ctx.target == "opencv":  # OpenCV dnn has no Bias layer: Scale by ones + bias
+        return ctx.out(ctx.add("Scale", [x], blobs=[np.ones_like(blobs[0])] + blobs, scale_param=dict(
+            axis=axis, num_axes=blobs[0].ndim, bias_term=True)), lo)
     if not cfg["use_scale"]:
         return ctx.out(ctx.add("Bias", [x], blobs=blobs, bias_param=dict(axis=axis, num_axes=blobs[0].ndim)), lo)
     return ctx.out(ctx.add("Scale", [x], blobs=blobs, scale_param=dict(

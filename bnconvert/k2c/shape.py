@@ -1,6 +1,8 @@
 """Layers that move data: Flatten, Reshape, Permute, Concatenate, ZeroPadding2D, Cropping2D, UpSampling2D, ..."""
 from __future__ import annotations
 
+import numpy as np
+
 from .. import layout as lay
 from ..registry import keras_layer
 from ._context import Blob
@@ -135,17 +137,55 @@ def cropping2d(ctx):
 
 @keras_layer("UpSampling2D")
 def upsampling2d(ctx):
-    """Nearest upsampling: a Deconvolution with group C and a kernel of ones (exact)."""
+    """Nearest: a Deconvolution with group C and a kernel of ones; bilinear: edges repeated, a bilinear
+    Deconvolution, a Crop (both exact)."""
     ctx.need_4d()
     ctx.check_channels_last()
+    sh, sw = (int(v) for v in ctx.config["size"])
+    if ctx.config.get("interpolation", "nearest") == "bilinear":
+        return _bilinear_upsampling(ctx, sh, sw)
     if ctx.config.get("interpolation", "nearest") != "nearest":
         raise ctx.error(f"interpolation={ctx.config['interpolation']!r} has no exact Caffe equivalent",
-                        hint="use interpolation='nearest'")
-    sh, sw = (int(v) for v in ctx.config["size"])
+                        hint="use interpolation='nearest' or 'bilinear'")
     c = ctx.in_shape(0)[3]
     return ctx.out(ctx.add("Deconvolution", [ctx.input(0, lay.NHWC)], blobs=[upsample_kernel(c, sh, sw)],
                            convolution_param=dict(num_output=c, group=c, bias_term=False, kernel_h=sh, kernel_w=sw,
                                                   stride_h=sh, stride_w=sw)), lay.NHWC, nonneg=ctx.in_blob(0).nonneg)
+
+
+def bilinear_kernel(factor):
+    """1-d weights of a stride-``factor`` Deconvolution that interpolates linearly at half-pixel centres."""
+    k = 2 * factor - factor % 2
+    f = (k + 1) // 2
+    centre = (2 * f - 1 - f % 2) / (2.0 * f)
+    return np.array([1.0 - abs(i / f - centre) for i in range(k)], np.float64), factor // 2
+
+
+def _edge_rows(ctx, x, hw, axis, suffix):
+    """``x`` with its first and last row (axis 2) or column (axis 3) repeated once: Crops and a Concat."""
+    size = hw[axis - 2]
+    one = (1, hw[1]) if axis == 2 else (hw[0], 1)
+    ref = ctx.ref(x, hw, one, f"{suffix}_ref")
+    ends = [ctx.add("Crop", [x, ref], f"{suffix}_{i}", crop_param=dict(axis=2, offset=[o, 0] if axis == 2 else [0, o]))
+            for i, o in enumerate((0, size - 1))]
+    return ctx.add("Concat", [ends[0], x, ends[1]], suffix, concat_param=dict(axis=axis))
+
+
+def _bilinear_upsampling(ctx, sh, sw):
+    """Keras's bilinear UpSampling2D (half-pixel centres, edges clamped), exactly: the edges repeated
+    once, a depthwise Deconvolution with the bilinear kernel, and a Crop of the interior."""
+    _, h, w, c = ctx.in_shape(0)
+    x = _edge_rows(ctx, ctx.input(0, lay.NHWC), (h, w), 2, "edge_h")
+    x = _edge_rows(ctx, x, (h + 2, w), 3, "edge_w")
+    (kh, ph), (kw, pw) = bilinear_kernel(sh), bilinear_kernel(sw)
+    kernel = np.broadcast_to(np.outer(kh, kw).astype(np.float32), (c, 1, len(kh), len(kw)))
+    y = ctx.add("Deconvolution", [x], "deconv", blobs=[np.ascontiguousarray(kernel)], convolution_param=dict(
+        num_output=c, group=c, bias_term=False, kernel_h=len(kh), kernel_w=len(kw), stride_h=sh, stride_w=sw,
+        pad_h=ph, pad_w=pw))
+    full = (sh * (h + 1) + len(kh) - 2 * ph, sw * (w + 1) + len(kw) - 2 * pw)
+    ref = ctx.ref(y, full, (sh * h, sw * w), "ref")
+    return ctx.out(ctx.add("Crop", [y, ref], crop_param=dict(axis=2, offset=[sh, sw])), lay.NHWC,
+                   nonneg=ctx.in_blob(0).nonneg)
 
 
 @keras_layer("CaffeSlice")
@@ -187,7 +227,10 @@ def caffe_tile(ctx):
     b = ctx.in_blob(0)
     lo = b.layout if b.layout.kind != "flat_hwc" else lay.CAFFE
     axis = lay.caffe_axis_of(ctx.config["axis"], len(b.shape), lo)
-    return ctx.out(ctx.add("Tile", [ctx.input(0, lo)], tile_param=dict(axis=axis, tiles=ctx.config["tiles"])), lo)
+    x = ctx.input(0, lo)
+    if ctx.target == "opencv":  # OpenCV's Tile reads ONNX's repeats, not tile_param: copies in a Concat
+        return ctx.out(ctx.add("Concat", [x] * int(ctx.config["tiles"]), concat_param=dict(axis=axis)), lo)
+    return ctx.out(ctx.add("Tile", [x], tile_param=dict(axis=axis, tiles=ctx.config["tiles"])), lo)
 
 
 @keras_layer("ShuffleChannel")

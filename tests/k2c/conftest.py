@@ -33,18 +33,19 @@ def opencv_net(deploy):
     return net
 
 
-def run_converted(model, tmp_path, input_shape=None, seed=0, x=None):
-    """Convert ``model``; returns (keras outputs as NCHW arrays by output name, opencv outputs, report)."""
+def run_converted(model, tmp_path, input_shape=None, seed=0, x=None, target="caffe"):
+    """Convert ``model`` for ``target`` (an opencv export runs as written, a caffe one through
+    :func:`opencv_net`); returns (keras outputs as NCHW arrays by output name, opencv outputs, report)."""
     import cv2
 
     from bnconvert import layout as lay
     from bnconvert.caffe.io import write_caffemodel, write_prototxt
     from bnconvert.k2c import convert
 
-    deploy, weights, report = convert(model, input_shape=input_shape)
+    deploy, weights, report = convert(model, input_shape=input_shape, target=target)
     write_prototxt(deploy, tmp_path / "net.prototxt")
     write_caffemodel(weights, tmp_path / "net.caffemodel")
-    write_prototxt(opencv_net(deploy), tmp_path / "cv.prototxt")
+    write_prototxt(deploy if target == "opencv" else opencv_net(deploy), tmp_path / "cv.prototxt")
     rng = np.random.default_rng(seed)
     if x is None:
         xs = [rng.standard_normal(report_shape).astype(np.float32) for report_shape in report["inputs"].values()]
@@ -69,8 +70,8 @@ def run_converted(model, tmp_path, input_shape=None, seed=0, x=None):
 def check(tmp_path):
     """check(model, input_shape=None) asserts OpenCV running the converted net matches Keras."""
 
-    def _check(model, input_shape=None, seed=0, x=None):
-        kres, cres, report = run_converted(model, tmp_path, input_shape, seed, x)
+    def _check(model, input_shape=None, seed=0, x=None, target="caffe"):
+        kres, cres, report = run_converted(model, tmp_path, input_shape, seed, x, target)
         for name in kres:
             ref = kres[name]
             got = cres[name].reshape(ref.shape) if cres[name].size == ref.size and cres[name].ndim != ref.ndim \

@@ -54,12 +54,13 @@ def test_upsampling(check):
     check(_model(L.UpSampling2D((2, 3), name="up")))
 
 
-def test_upsampling_bilinear_is_refused():
+def test_upsampling_bicubic_is_refused():
+    # bilinear is exact (tests/k2c/test_upsampling.py); the other interpolations have no Caffe layer
     from bnconvert.errors import ConversionError
     from bnconvert.k2c import convert
 
-    with pytest.raises(ConversionError, match="bilinear"):
-        convert(_model(L.UpSampling2D(2, interpolation="bilinear", name="up")))
+    with pytest.raises(ConversionError, match="bicubic"):
+        convert(_model(L.UpSampling2D(2, interpolation="bicubic", name="up")))
 
 
 def test_dropped_layers(check):
