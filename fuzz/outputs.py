@@ -129,9 +129,9 @@ def make_command(rng, tmp, pair, small_pair, tmp_root):
     elif cmd == "caffe2keras":
         outs = [_output_path(rng, tmp, inputs, taken, rng.choice([".keras", ".h5", ".keras"]))]
         argv = ["caffe2keras", proto, model, "-o", outs[0], "-q"]
-    else:
+    else:  # the Keras model is the only input; in.prototxt/in.caffemodel are just existing files here
         k = shutil.copy(_keras_model(tmp_root, src_proto, src_model), os.path.join(tmp, "in.keras"))
-        inputs.append(k)
+        inputs = [k]
         outs = [_output_path(rng, tmp, inputs, taken, ext) for ext in (".prototxt", ".caffemodel")]
         argv = ["keras2caffe", k, "-o", *outs, "-q"]
     if cmd != "upgrade" and rng.random() < 0.5:
