@@ -8,7 +8,7 @@ from .._lazy import keras
 from ..caffe.bnpair import pair_batchnorm_scale
 from ..caffe.graph import INPUT_TYPES, load_net
 from ..errors import ConversionError, UnsupportedLayerError
-from ..naming import keras_name, unique_name
+from ..naming import keras_name, plan_names, unique_name
 from ..progress import Progress
 from ..recursion import call_deep
 from ..registry import CAFFE_TO_KERAS
@@ -16,37 +16,46 @@ from ._context import LayerContext
 
 
 class Namer:
-    """Unique Keras layer names; a layer producing a net output is named after that output blob."""
+    """Keras layer names as :class:`~bnconvert.naming.NamePlan` decides them; internal layers get
+    names unique against every planned one."""
 
     def __init__(self, net):
+        self.plan = plan_names(net)
         self.used = set()
-        self.reserved = {}
-        for bid in net.outputs:
-            producer = net.producer[bid]  # for a merged BatchNorm+Scale this is the Scale
-            if len(producer.tops) == 1:
-                self.reserved[producer.name] = keras_name(net.caffe_name[bid])
-        self.reserved_names = set(self.reserved.values())
+        self.log = []  # names handed out, in order (to release those of a converter run that is redone)
+        self.own_output = set()  # producers whose output became a separate layer: they take their fallback
+
+    def _take(self, name):
+        self.used.add(name)
+        self.log.append(name)
+        return name
 
     def unique(self, base):
-        name = unique_name(base, lambda n: n in self.used or n in self.reserved_names)
-        self.used.add(name)
-        return name
+        return self._take(unique_name(base, lambda n: n in self.used or n in self.plan.reserved))
+
+    def input_name(self, bid):
+        return self._take(self.plan.inputs[bid])
 
     def layer_name(self, layer, paired_scale=None, suffix=None):
-        owner = paired_scale or layer
-        if suffix is None and owner.name in self.reserved:
-            name = self.reserved.pop(owner.name)
-            self.used.add(name)
-            return name
-        base = keras_name(layer.name) + (f"_{suffix}" if suffix else "")
-        return self.unique(base)
+        if suffix is None:
+            plan = self.plan.fallback if layer.name in self.own_output else self.plan.layers
+            name = plan.get(layer.name)
+            if name is not None and name not in self.used:
+                return self._take(name)
+        return self.unique(keras_name(layer.name) + (f"_{suffix}" if suffix else ""))
+
+    def release_since(self, mark, keep=()):
+        """Free the names handed out after ``mark`` (a length of ``log``), except those in ``keep``."""
+        for name in self.log[mark:]:
+            if name not in keep:
+                self.used.discard(name)
+        self.log[mark:] = [n for n in self.log[mark:] if n in keep]
 
     def claim(self, name):
-        """Take a reserved output name for an Identity wrapper, if nobody took it yet."""
+        """The planned output name for an Identity wrapper."""
         if name in self.used:
-            return self.unique(name)
-        self.used.add(name)
-        return name
+            raise ConversionError(f"internal: the output name '{name}' was taken by another layer")
+        return self._take(name)
 
 
 class Engine:
@@ -57,6 +66,7 @@ class Engine:
         self.layouts = {}
         self._converted = {}
         self.used_blobs = set()
+        self.relayout_names = set()
         self.warnings = []
         self.report = {}
 
@@ -69,8 +79,9 @@ class Engine:
             return self.tensors[bid]
         key = (bid, want)
         if key not in self._converted:
-            self._converted[key] = relayout(self.tensors[bid], have, want, self.net.shapes[bid],
-                                            self.namer.unique(keras_name(self.net.caffe_name[bid]) + f"_to_{want.kind}"))
+            name = self.namer.unique(keras_name(self.net.caffe_name[bid]) + f"_to_{want.kind}")
+            self._converted[key] = relayout(self.tensors[bid], have, want, self.net.shapes[bid], name)
+            self.relayout_names.add(name)
         return self._converted[key]
 
 
@@ -119,7 +130,7 @@ def convert_net(net, *, on_batch_stats="convert", progress=None):
     for bid in net.inputs:
         shape = net.shapes[bid]
         lo = lay.default_layout(len(shape))
-        t = keras.Input(shape=lay.keras_shape(shape, lo)[1:], name=eng.namer.unique(keras_name(bid)))
+        t = keras.Input(shape=lay.keras_shape(shape, lo)[1:], name=eng.namer.input_name(bid))
         eng.tensors[bid], eng.layouts[bid] = t, lo
         inputs.append(t)
 
@@ -129,20 +140,16 @@ def convert_net(net, *, on_batch_stats="convert", progress=None):
         if L.type in INPUT_TYPES or L.name in merged:
             continue
         scale = pairs.get(L.name)
-        ctx = LayerContext(eng, L, paired_scale=scale)
-        fn = CAFFE_TO_KERAS.get(L.type)
-        result = fn(ctx)
         tops = (scale or L).tops
-        outs, layouts = _normalize_result(result, len(tops))
-        for i, (bid, t) in enumerate(zip(tops, outs)):
-            lo = layouts[i] if layouts and layouts[i] is not None else lay.default_layout(len(net.shapes[bid]))
+        outs, layouts = _convert_layer(eng, L, scale)
+        for bid, t, lo in zip(tops, outs, layouts):
             eng.tensors[bid], eng.layouts[bid] = t, lo
     bar.close()
 
     outputs = []
     for bid in net.outputs:
         t = eng.tensor_in(bid, lay.default_layout(len(net.shapes[bid])))
-        want = keras_name(net.caffe_name[bid])
+        want = eng.namer.plan.outputs.get(bid) or keras_name(net.caffe_name[bid])
         if t._keras_history.operation.name != want:
             t = keras.layers.Identity(name=eng.namer.claim(want))(t)
         outputs.append(t)
@@ -156,6 +163,29 @@ def convert_net(net, *, on_batch_stats="convert", progress=None):
                 eng.warn(f"weight blob {i} of layer '{L.name}' ({L.type}) was not used by the conversion")
     report = build_report(net, pairs, eng)
     return model, report, eng
+
+
+def _convert_layer(eng, L, scale):
+    """Run the converter of ``L``: its output tensors and their layouts.
+
+    When the layer carries a net output's name but its output needs a relayout, the relayout
+    must be the layer of that name: the converter runs again with the layer on its fallback name.
+    """
+    tops = (scale or L).tops
+    mark, n_warn = len(eng.namer.log), len(eng.warnings)
+    for again in (False, True):
+        result = CAFFE_TO_KERAS.get(L.type)(LayerContext(eng, L, paired_scale=scale))
+        outs, layouts = _normalize_result(result, len(tops))
+        layouts = [lo if lo is not None else lay.default_layout(len(eng.net.shapes[b]))
+                   for b, lo in zip(tops, layouts or [None] * len(tops))]
+        out_name = next((eng.namer.plan.outputs[b] for b, lo in zip(tops, layouts)
+                         if b in eng.namer.plan.outputs and lo != lay.default_layout(len(eng.net.shapes[b]))), None)
+        if again or out_name is None or out_name not in eng.namer.log[mark:]:
+            return outs, layouts
+        eng.namer.release_since(mark, keep=eng.relayout_names)
+        eng.namer.own_output.add(L.name)
+        del eng.warnings[n_warn:]
+    return outs, layouts
 
 
 def _normalize_result(result, n):

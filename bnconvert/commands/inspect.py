@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from ._common import add_input_shape, add_verbosity, aggregate_warnings, print_warnings, shortest_float32
+from ._text import describe_upgrades, table
 
 HELP = "show a Caffe net's inputs, layers, shapes, BatchNorm details and unsupported layers"
 DESCRIPTION = """\
@@ -64,22 +65,6 @@ def run(args):
 # --- text rendering ---------------------------------------------------------------------------
 
 
-def table(headers, rows, indent="  "):
-    """Left-aligned columns; numbers right-aligned. ``rows`` are lists of strings."""
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    numeric = [all(_isnum(r[i]) for r in rows) and rows for i in range(len(headers))]
-
-    def line(cells):
-        out = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)]
-        return (indent + "  ".join(out)).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
-
-
-def _isnum(text):
-    return text.replace(",", "").replace(".", "").replace("-", "").replace("e", "").isdigit() or text == "?"
-
-
 def shape_text(s):
     return "?" if s is None else "x".join(str(d) for d in s) or "scalar"
 
@@ -131,8 +116,6 @@ def _fields(rows):
 
 
 def _upgrade_text(u):
-    from .upgrade import describe_upgrades
-
     done = describe_upgrades(u)
     return f" (upgraded in memory: {'; '.join(done)})" if done else ""
 

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from ._common import add_input_shape, add_verbosity, plural
-from .inspect import table
+from ._text import describe_upgrades, table
 
 HELP = "upgrade a V1/legacy Caffe net and caffemodel to V2 with shaped blobs (idempotent)"
 DESCRIPTION = """\
@@ -77,20 +77,6 @@ def run(args):
     if not args.quiet:
         print(json.dumps(report, indent=2) if args.json else render(report, verbose=args.verbose))
     return 0
-
-
-def describe_upgrades(u):
-    """Short phrases for what an upgrade changed, from an upgrade report (net or caffemodel part)."""
-    done = []
-    if u.get("v1_layers"):
-        done.append("V1 layers -> V2 layer")
-    if u.get("input_layer") or u.get("input_fields"):
-        done.append("input fields -> Input layer")
-    if u.get("batchnorm_params_dropped"):
-        done.append(f"BatchNorm param blocks dropped from {plural(len(u['batchnorm_params_dropped']), 'layer')}")
-    if u.get("reshaped"):
-        done.append(f"{plural(len(u['reshaped']), 'legacy blob')} given a shape")
-    return done
 
 
 def render(rep, verbose=0):

@@ -1,7 +1,7 @@
 """``bnconvert verify``: compare a Caffe net and its Keras model blob by blob (the GPU verification pass)."""
 from __future__ import annotations
 
-from ._common import add_input_shape
+from ._common import add_input_shape, add_progress, add_verbosity, print_warnings, progress_setting
 
 HELP = "run a Caffe net and its Keras model side by side and compare every blob (exit 0 ok, 1 off, 2 bad input)"
 DESCRIPTION = """\
@@ -13,6 +13,11 @@ Keras backend sees one, with TensorFloat-32 off, and compare every blob that has
 Each blob gets a layer check (its Keras layers fed with the reference's values of the blobs before
 them: the status) and an end-to-end error (the whole model run from the input). The first blob
 out of tolerance names the likely culprit layer.
+
+Where a reference is known to differ from Caffe on a layer, the net it runs is rewritten so that
+it computes Caffe's value (OpenCV: Axpy, InnerProduct transpose, pooling round_mode), or the blob
+is marked "not comparable" with the reason. --reference caffe runs pycaffe only, in a process of
+its own; auto falls back to OpenCV (with a warning) when pycaffe cannot run the net.
 
 Exit status: 0 every blob within tolerance, 1 some blob is not, 2 bad input or no run possible.
 
@@ -32,7 +37,8 @@ def add_arguments(parser):
     parser.add_argument("--input", metavar="FILE", help="a .npy (NCHW), .npz (arrays by input name) or image; "
                                                          "default: seeded random data in the net's input shape")
     parser.add_argument("--reference", default="auto", metavar="auto|caffe|opencv|npz:PATH",
-                        help="the reference runtime (default auto: pycaffe if importable, else OpenCV)")
+                        help="the reference runtime (default auto: pycaffe if importable and able to run the net, "
+                             "else OpenCV; caffe: pycaffe only)")
     parser.add_argument("--device", default="auto", choices=["auto", "gpu", "cpu"],
                         help="where the Keras model runs (default auto: the GPU when there is one)")
     parser.add_argument("--tf32", action="store_true",
@@ -53,14 +59,21 @@ def add_arguments(parser):
     order.add_argument("--bgr", dest="channel_order", action="store_const", const="bgr",
                        help="feed image channels as BGR (Caffe's order; the default)")
     parser.add_argument("--resize", metavar="H,W", help="resize the image to H,W (default: the net's input size)")
-    parser.add_argument("--all", action="store_true", help="also list the blobs that were not compared")
+    parser.add_argument("--all", action="store_true", help="also list the blobs that were not compared (as -v)")
+    add_progress(parser)
+    add_verbosity(parser)
 
 
 def run(args):
     from ..cli import parse_input_shapes, parse_shape
     from ..verify import verify
 
-    mean = [float(x) for x in args.mean.split(",")] if args.mean else None
+    try:
+        mean = [float(x) for x in args.mean.split(",")] if args.mean else None
+    except ValueError:
+        from ..errors import VerificationError
+
+        raise VerificationError(f"--mean needs numbers separated by commas (B,G,R). Received: {args.mean!r}") from None
     resize = parse_shape(args.resize) if args.resize else None
     if resize is not None and len(resize) != 2:
         from ..errors import VerificationError
@@ -70,10 +83,11 @@ def run(args):
                     device=args.device, batch=args.batch, rtol=args.rtol, atol=args.atol, report=args.report,
                     html=args.html, input_shapes=parse_input_shapes(args.input_shape), phase=args.phase,
                     seed=args.seed, tf32=args.tf32, mean=mean, scale=args.scale, channel_order=args.channel_order,
-                    resize=resize)
-    print(result.table(all_rows=args.all))
+                    resize=resize, progress=progress_setting(args))
+    print_warnings(result.warnings, "verify", verbose=args.verbose)
+    if args.quiet:
+        return 0 if result.passed else 1
+    print(result.table(all_rows=args.all or args.verbose > 0))
     print()
     print(result.summary())
-    for w in result.warnings:
-        print(f"warning: {w}")
     return 0 if result.passed else 1

@@ -1,4 +1,4 @@
-"""The verification pass (bnconvert/verify.py): real-Caffe cases, zoo nets, planted BatchNorm errors."""
+"""The verification pass (bnconvert/verify/entry.py): real-Caffe cases, zoo nets, planted BatchNorm errors."""
 from __future__ import annotations
 
 import json
@@ -206,6 +206,7 @@ def test_bad_inputs_exit_2(tmp_path, capsys):
     assert main(["verify", str(proto), str(weights), "--input", str(bad)]) == 2
     assert "the channels may not" in capsys.readouterr().err
     assert main(["verify", str(proto), str(weights), "--input", str(tmp_path / "none.npy")]) == 2
+    assert "not found" in capsys.readouterr().err
     assert main(["verify", str(proto), str(weights), "--reference", "npz:" + str(tmp_path / "no.npz")]) == 2
     assert main(["verify", str(proto), str(weights), "--reference", "tensorrt"]) == 2
     txt = tmp_path / "x.txt"
@@ -242,7 +243,8 @@ def test_device_gpu_without_gpu_is_a_clear_error():
 
 
 def test_tolerance_is_rtol_times_scale():
-    from bnconvert.verify import BlobCheck, _fill
+    from bnconvert.verify import BlobCheck
+    from bnconvert.verify.compare import _fill
 
     ref = np.full((1, 2), 10.0)
     row = BlobCheck("b", "b", "l", "T", (1, 2))

@@ -1,0 +1,104 @@
+"""The OpenCV dnn reference: an independent runtime for Caffe nets, told where it is not Caffe.
+
+OpenCV runs the inference graph rewritten by :func:`~bnconvert.verify.refnet.opencv_net`, so that
+its known differences from Caffe (Axpy, InnerProduct ``transpose``, phase rules) do not reach
+the comparison. Fusion is turned off, so each layer's output is its own (with fusion on, OpenCV
+folds BatchNorm/Scale/ReLU into the convolution before them). The net's outputs are checked
+against a plain fused forward pass.
+"""
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..caffe.graph import INPUT_TYPES
+from .refnet import opencv_net, opencv_weights
+from .references import ReferenceRun, ReferenceUnavailable
+
+RUNTIME = "OpenCV dnn"
+
+
+def run_opencv(net, caffemodel, feeds):
+    """Every blob version OpenCV dnn exposes, with all tops of a layer with several."""
+    try:
+        import cv2
+    except ImportError:
+        raise ReferenceUnavailable(RUNTIME, "OpenCV ('import cv2') is not importable",
+                                   hint="pip install opencv-python-headless") from None
+    if not hasattr(cv2.dnn, "readNetFromCaffe"):
+        raise ReferenceUnavailable(RUNTIME, f"OpenCV {cv2.__version__} has no Caffe importer (OpenCV 5 removed it)",
+                                   hint="pip install 'opencv-python-headless<5', install pycaffe, or pass "
+                                        "--reference npz:REF.npz")
+    text, transposed = opencv_net(net, {k: v.shape for k, v in feeds.items()})
+    with tempfile.TemporaryDirectory(prefix="bnconvert-verify-") as tmp:
+        proto = Path(tmp) / "net.prototxt"
+        proto.write_text(text)
+        weights = Path(caffemodel)
+        if transposed:
+            weights = Path(tmp) / "weights.caffemodel"
+            weights.write_bytes(opencv_weights(caffemodel, transposed))
+        try:
+            values = _all_blobs(cv2, net, proto, weights, feeds)
+            warnings = _cross_check(cv2, net, proto, weights, feeds, values)
+        except cv2.error as e:
+            raise ReferenceUnavailable(RUNTIME, cv_reason(e)) from None
+    return ReferenceRun(values, "opencv dnn", f"OpenCV {cv2.__version__}", warnings)
+
+
+def _open(cv2, proto, weights, feeds, fusion):
+    cvnet = cv2.dnn.readNetFromCaffe(str(proto), str(weights))
+    cvnet.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    cvnet.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+    cvnet.enableFusion(fusion)
+    for name, arr in feeds.items():
+        cvnet.setInput(arr, name)
+    return cvnet
+
+
+def _all_blobs(cv2, net, proto, weights, feeds):
+    """One run for every layer's first top; then, per layer with several tops, a run that stops there.
+
+    OpenCV keeps only the first top of a requested layer from being reused by later in-place
+    work, so the other tops are read from a run that ends at their layer.
+    """
+    cvnet = _open(cv2, proto, weights, feeds, fusion=False)
+    have = set(cvnet.getLayerNames())
+    layers = [L for L in net.layers if L.type not in INPUT_TYPES and L.name in have]
+    values = {}
+    for L, outs in zip(layers, cvnet.forwardAndRetrieve([L.name for L in layers])):
+        # OpenCV's max pooling adds its mask as a second output, or leaves out a mask top no layer reads
+        if len(outs) >= len(L.tops) or (L.type == "Pooling" and outs):
+            values[L.tops[0]] = np.asarray(outs[0])
+    for L in layers:
+        if len(L.tops) > 1 and L.tops[0] in values:
+            outs = cvnet.forwardAndRetrieve([L.name])[0]
+            values.update({bid: np.asarray(o) for bid, o in zip(L.tops, outs)})
+    return values
+
+
+def _cross_check(cv2, net, proto, weights, feeds, values):
+    """The outputs of the per-layer run must equal those of OpenCV's normal (fused) run."""
+    outs = [b for b in net.outputs if b in values]
+    if not outs:
+        return []
+    layers = list(dict.fromkeys(net.producer[b].name for b in outs))
+    res = dict(zip(layers, _open(cv2, proto, weights, feeds, fusion=True).forwardAndRetrieve(layers)))
+    bad = []
+    for bid in outs:
+        L = net.producer[bid]
+        got, ref = np.asarray(res[L.name][L.tops.index(bid)]), values[bid]
+        scale = max(1.0, float(np.max(np.abs(ref)))) if ref.size else 1.0
+        if got.shape != ref.shape or float(np.max(np.abs(got - ref))) > 1e-4 * scale:
+            bad.append(net.caffe_name[bid])
+    return [f"OpenCV's fused and unfused runs disagree on output(s) {bad}"] if bad else []
+
+
+def cv_reason(e):
+    """The reason in an OpenCV error, without its source path and function (one line)."""
+    text = " ".join(str(e).split())
+    if "error:" in text:
+        text = text.split("error:", 1)[1].strip()
+    return re.sub(r" in function '[^']*'", "", text).replace(" > ", " ").strip()

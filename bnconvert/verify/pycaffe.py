@@ -1,0 +1,87 @@
+"""The pycaffe reference: BVLC Caffe (or a fork's pycaffe) run in a process of its own.
+
+Caffe aborts its process on a failed CHECK, so the net runs in a child Python process
+(``pycaffe_worker.py``); its failure becomes one line naming pycaffe and Caffe's own reason.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..caffe.graph import INPUT_TYPES
+from .refnet import caffe_net
+from .references import ReferenceRun, ReferenceUnavailable
+
+RUNTIME = "pycaffe"
+WORKER = Path(__file__).with_name("pycaffe_worker.py")
+
+
+def pycaffe_importable():
+    """Whether a module named ``caffe`` can be found (without importing it into this process)."""
+    try:
+        return importlib.util.find_spec("caffe") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def run_pycaffe(net, caffemodel, feeds):
+    """Every blob version from pycaffe, by stepping the forward pass one layer at a time."""
+    shapes = {k: v.shape for k, v in feeds.items()}
+    with tempfile.TemporaryDirectory(prefix="bnconvert-verify-") as tmp:
+        d = Path(tmp)
+        (d / "net.prototxt").write_text(caffe_net(net, shapes))
+        np.savez(d / "inputs.npz", **feeds)
+        env = dict(os.environ)
+        env.setdefault("GLOG_minloglevel", "2")
+        cmd = [sys.executable, str(WORKER), str(d / "net.prototxt"), str(Path(caffemodel).resolve()), net.phase,
+               str(d / "inputs.npz"), str(d / "out.npz")]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp)
+        except OSError as e:
+            raise ReferenceUnavailable(RUNTIME, f"cannot start Python: {e.strerror or e}") from None
+        info = _last_json(proc.stdout)
+        if proc.returncode != 0 or info is None or "error" in info:
+            raise ReferenceUnavailable(RUNTIME, failure_reason(proc, info))
+        with np.load(d / "out.npz", allow_pickle=False) as z:
+            raw = {k: np.asarray(z[k]) for k in z.files}
+    ours = {L.name: L for L in net.layers if L.type not in INPUT_TYPES}
+    values = {}
+    for i, (lname, tops) in enumerate(zip(info["layers"], info["tops"])):
+        L = ours.get(lname)
+        if L is None or len(tops) != len(L.tops):
+            continue  # an input, or a split layer Caffe inserted itself
+        for j, bid in enumerate(L.tops):
+            values[bid] = raw[f"{i}:{j}"]
+    return ReferenceRun(values, "caffe (pycaffe)", f"Caffe {info.get('version', 'unknown version')}")
+
+
+def _last_json(stdout):
+    for line in reversed((stdout or "").strip().splitlines()):
+        try:
+            return json.loads(line)
+        except ValueError:
+            continue
+    return None
+
+
+def failure_reason(proc, info):
+    """Caffe's reason for a failed run, as one line: the failed CHECK, or the Python error."""
+    if info is not None and info.get("error") == "import":
+        return f"'import caffe' failed ({info.get('message')})"
+    lines = [ln.strip() for ln in (proc.stderr or "").splitlines() if ln.strip()]
+    fatal = [ln for ln in lines if ln[:1] == "F" and "] " in ln]  # glog: F<mmdd> <time> <tid> file:line] msg
+    if fatal:
+        msg = fatal[-1].split("] ", 1)[1]
+    else:
+        tail = [ln for ln in lines if not ln.startswith(("***", "@", "File ", "Traceback", "^"))]
+        msg = tail[-1] if tail else f"the process ended with status {proc.returncode}"
+    if " (known types:" in msg:
+        msg = msg.split(" (known types:")[0]
+    return msg.replace("Check failed: registry.count(type) == 1 (0 vs. 1) ", "")
