@@ -273,7 +273,15 @@ def parse_prototxt_text(text, path="<string>", *, ignored=None, problems=None):
     not tolerated is a :class:`ParseError` giving the line (and column) and, inside a ``layer``
     block, that layer's name and type; unknown fields are listed all at once.
     """
+    try:
+        # The common case, at no extra cost: protobuf's strict parser accepts the text, so no field
+        # is unknown and none is repeated.
+        return _protobuf_parse(text, path)
+    except ParseError as e:
+        first_error = e
     notes, spans = scan_fields(text)
+    if not notes:
+        raise first_error  # a syntax error, an unknown enum value, ...: protobuf's message says where
     bad = []
     if notes:
         tolerated = [n for n in notes if n.kind == "unknown" and n.dropped and ignored is not None]
