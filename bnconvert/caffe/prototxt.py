@@ -1,7 +1,7 @@
 """Reading Caffe's text format (.prototxt) into a ``NetParameter``.
 
-Before protobuf parses the text, a schema-aware pass (:func:`scan_fields`) walks it once and
-finds, with their line, column and enclosing layer:
+When protobuf's strict parser refuses the text, a schema-aware pass (:func:`scan_fields`) walks
+it once and finds, with their line, column and enclosing layer:
 
 - every field the schema does not define (a fork's field, or a spelling error), and
 - every non-repeated field given twice in one message (Caffe's parser refuses that: protobuf's
