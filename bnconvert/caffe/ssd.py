@@ -130,10 +130,11 @@ def detection_output_shape(p, ins, err):
     loc_classes = 1 if s["share_location"] else s["num_classes"]
     if loc[0] != conf[0]:
         raise err(f"loc and conf bottoms have different num. Received: {loc[0]} and {conf[0]}")
-    if math.prod(loc[1:]) != n * loc_classes * 4:
-        raise err(f"number of priors must match number of location predictions: {n} priors x {loc_classes} "
-                  f"x 4 != {math.prod(loc[1:])} values of bottom 0 {tuple(loc)}")
-    if math.prod(conf[1:]) != n * s["num_classes"]:
-        raise err(f"number of priors must match number of confidence predictions: {n} priors x "
-                  f"{s['num_classes']} classes != {math.prod(conf[1:])} values of bottom 1 {tuple(conf)}")
+    # Caffe CHECKs channels() (axis 1) against these counts, so every later axis must be 1
+    if len(loc) < 2 or loc[1] != n * loc_classes * 4 or math.prod(loc[2:]) != 1:
+        raise err(f"number of priors must match number of location predictions: bottom 0 {tuple(loc)} needs "
+                  f"{n} priors x {loc_classes} x 4 = {n * loc_classes * 4} channels")
+    if len(conf) < 2 or conf[1] != n * s["num_classes"] or math.prod(conf[2:]) != 1:
+        raise err(f"number of priors must match number of confidence predictions: bottom 1 {tuple(conf)} needs "
+                  f"{n} priors x {s['num_classes']} classes = {n * s['num_classes']} channels")
     return (loc[0], detection_rows(s, n), 7)

@@ -166,36 +166,93 @@ def box_size(x1, y1, x2, y2):
     return ops.where((x2 < x1) | (y2 < y1), 0.0, (x2 - x1) * (y2 - y1))
 
 
+# NMS on candidate sets up to this many overlaps per image (classes x K x K) uses the overlap matrix.
+MATRIX_NMS_LIMIT = 1 << 22
+
+
+def overlap(a, b):
+    """Caffe's JaccardOverlap (normalized boxes) of boxes ``a`` and ``b``: (x1, y1, x2, y2, size) tuples of
+    broadcastable tensors; 0 unless the intersection has a positive width and height."""
+    iw = ops.minimum(a[2], b[2]) - ops.maximum(a[0], b[0])
+    ih = ops.minimum(a[3], b[3]) - ops.maximum(a[1], b[1])
+    inter = iw * ih
+    positive = (iw > 0) & (ih > 0)
+    return ops.where(positive, inter / ops.where(positive, a[4] + b[4] - inter, 1.0), 0.0)
+
+
+def nms_thresholds(nms_threshold, eta, k):
+    """The adaptive threshold after m = 0..k kept boxes, in float32 as Caffe updates it: times eta
+    after each kept box while it is above 0.5."""
+    out, t = [], np.float32(nms_threshold)
+    for _ in range(k + 1):
+        out.append(t)
+        if eta < 1 and t > 0.5:
+            t = np.float32(t * np.float32(eta))
+    return np.float32(out)
+
+
 def nms_keep(boxes, sizes, valid, nms_threshold, eta):
     """Caffe's ApplyNMSFast on score-sorted candidates, for every (image, class) at once.
 
     boxes: 4 tensors (B, F, K) in descending score order; sizes (B, F, K); valid (B, F, K) the
     candidates above the confidence threshold (a prefix). Returns the kept mask (B, F, K).
-    A candidate is kept when its overlap with every kept box is <= the adaptive threshold, which
-    shrinks by ``eta`` after each kept box while above 0.5.
+    Candidate i is kept when its overlap with every kept earlier candidate is <= the adaptive
+    threshold, which shrinks by ``eta`` after each kept box while above 0.5.
     """
-    x1, y1, x2, y2 = boxes
-    k = x1.shape[-1]
+    f, k = boxes[0].shape[1], boxes[0].shape[2]
+    table = nms_thresholds(nms_threshold, eta, k)
+    if f * k * k <= MATRIX_NMS_LIMIT:
+        return _nms_fixed_point(tuple(boxes) + (sizes,), valid, table)
+    return _nms_sequential(tuple(boxes) + (sizes,), valid, table)
+
+
+def _nms_fixed_point(boxes, valid, table):
+    """Greedy NMS as the fixed point of keep_i = valid_i and no kept j < i overlaps i above the
+    threshold after the keeps before i. Each pass fixes at least one more position, so it ends in
+    at most K passes (in practice a few) with exactly the greedy (sequential) result."""
+    k = boxes[0].shape[-1]
+    ov = overlap(tuple(t[..., :, None] for t in boxes), tuple(t[..., None, :] for t in boxes))  # (B, F, K, K)
+    earlier = ops.convert_to_tensor(np.tri(k, k, -1, dtype=bool))
+    thresholds = ops.convert_to_tensor(table)
+    adaptive = bool(table[-1] != table[0])
+
+    suppresses = ops.cast((ov > table[0]) & earlier, "float32")  # the fixed threshold's pairs, as 0/1
+
+    def step(keep):
+        if not adaptive:  # one batched matrix-vector product a pass
+            hits = ops.matmul(suppresses, ops.cast(keep, "float32")[..., None])[..., 0]
+            return valid & (hits < 0.5)
+        before = ops.cumsum(ops.cast(keep, "int32"), axis=-1) - ops.cast(keep, "int32")
+        thr = ops.take(thresholds, before)
+        hit = (ov > thr[..., None]) & earlier & keep[..., None, :]
+        return valid & ~ops.any(hit, axis=-1)
+
+    def body(keep, changed, n):
+        new = step(keep)
+        return new, ops.any(new != keep), n + 1
+
+    start = (valid, ops.convert_to_tensor(True), ops.convert_to_tensor(0, "int32"))
+    keep, _, _ = ops.while_loop(lambda keep, changed, n: changed & (n <= k), body, start)
+    return keep
+
+
+def _nms_sequential(boxes, valid, table):
+    """Greedy NMS one candidate at a time (memory O(K) per class), as Caffe's loop runs."""
+    k = boxes[0].shape[-1]
     positions = ops.arange(k, dtype="int32")
+    thresholds = ops.convert_to_tensor(table)
     n = ops.max(ops.sum(ops.cast(valid, "int32"), axis=-1))
 
-    def body(i, keep, thr):
-        bx1, by1, bx2, by2, bs = (ops.take(t, i, axis=2)[..., None] for t in (x1, y1, x2, y2, sizes))
-        iw = ops.minimum(bx2, x2) - ops.maximum(bx1, x1)
-        ih = ops.minimum(by2, y2) - ops.maximum(by1, y1)
-        inter = iw * ih
-        positive = (iw > 0) & (ih > 0)
-        union = ops.where(positive, bs + sizes - inter, 1.0)
-        overlap = ops.where(positive, inter / union, 0.0)
-        suppressed = ops.any(keep & (overlap > thr[..., None]), axis=-1)
+    def body(i, keep, kept_count):
+        cand = tuple(ops.take(t, i, axis=2)[..., None] for t in boxes)
+        thr = ops.take(thresholds, kept_count)
+        suppressed = ops.any(keep & (overlap(cand, boxes) > thr[..., None]), axis=-1)
         kept = ops.take(valid, i, axis=2) & ~suppressed
         keep = keep | (ops.equal(positions, i)[None, None, :] & kept[..., None])
-        if eta < 1:
-            thr = ops.where(kept & (thr > 0.5), thr * eta, thr)
-        return i + 1, keep, thr
+        return i + 1, keep, kept_count + ops.cast(kept, "int32")
 
-    start = (ops.convert_to_tensor(0, "int32"), ops.zeros_like(valid), ops.zeros_like(x1[..., 0]) + nms_threshold)
-    _, keep, _ = ops.while_loop(lambda i, keep, thr: i < n, body, start)
+    start = (ops.convert_to_tensor(0, "int32"), ops.zeros_like(valid), ops.cast(ops.zeros_like(boxes[0][..., 0]), "int32"))
+    _, keep, _ = ops.while_loop(lambda i, keep, kept_count: i < n, body, start)
     return keep
 
 
@@ -274,8 +331,11 @@ class CaffeDetectionOutput(keras.layers.Layer):
         """Rows of the kept candidates: the best ``keep_top_k`` (equal scores: lower label, then NMS
         order first), in Caffe's output order (labels ascending, NMS order within a label)."""
         total = len(labels) * per_class
+        limit = min(self.keep_top_k if self.keep_top_k >= 0 else total, total)
+        if limit == 0:  # keep_top_k: 0 keeps nothing
+            return self._padding(top[:, 0, :1], rows)
         flat = ops.reshape(ops.where(keep, top, -np.inf), (-1, total))
-        best, where = ops.top_k(flat, min(rows, total))
+        best, where = ops.top_k(flat, limit)
         chosen = best > -np.inf
         order = ops.sort(ops.where(chosen, where, where + total), axis=-1)
         chosen, where = order < total, ops.where(order < total, order, order - total)
@@ -284,8 +344,8 @@ class CaffeDetectionOutput(keras.layers.Layer):
         image = ops.cumsum(ops.ones_like(vals[0][:, :1]), axis=0) - 1.0
         out = ops.stack([ops.broadcast_to(image, ops.shape(label)), label] + vals, axis=-1)
         out = ops.where(chosen[..., None], out, ops.convert_to_tensor(np.float32(PAD_ROW)))
-        if rows > total:
-            out = ops.concatenate([out, self._padding(out[:, 0, :1], rows - total)], axis=1)
+        if rows > limit:
+            out = ops.concatenate([out, self._padding(out[:, 0, :1], rows - limit)], axis=1)
         return out
 
     @staticmethod

@@ -149,6 +149,7 @@ DET_CASES = {
     "tied_scores": ("num_classes: 3 nms_param { nms_threshold: 0.45 top_k: 70 } code_type: CENTER_SIZE "
                     "keep_top_k: 200 confidence_threshold: 0.15", {"quantize": 0.05}),
     "top_k_zero": ("num_classes: 3 nms_param { top_k: 0 } code_type: CENTER_SIZE keep_top_k: 5", {}),
+    "keep_top_k_zero": ("num_classes: 3 nms_param { top_k: 10 } code_type: CENTER_SIZE keep_top_k: 0", {}),
     "nothing_passes": ("num_classes: 3 nms_param { top_k: 10 } code_type: CENTER_SIZE keep_top_k: 5 "
                        "confidence_threshold: 0.9999", {}),
 }
@@ -193,8 +194,21 @@ def test_detection_output_matches_the_ssd_source(tmp_path, name):
     assert got.shape == want.shape, f"{got.shape[2]} detections, the SSD source gives {want.shape[2]}"
     assert (got[..., :2] == want[..., :2]).all(), "image ids and labels, row by row"
     assert_close(got, want, "det")
-    if name not in ("top_k_zero", "nothing_passes"):
+    if name not in ("top_k_zero", "keep_top_k_zero", "nothing_passes"):
         assert want.shape[2] >= 8, "too few detections for the comparison to mean much"
+
+
+@pytest.mark.parametrize("name", ["center_size", "adaptive_eta", "tied_scores", "per_class_locations"])
+def test_sequential_nms_gives_the_same_detections(tmp_path, monkeypatch, name):
+    """Large candidate sets use the one-candidate-at-a-time NMS instead of the overlap matrix."""
+    import bnconvert.keras_layers.detection as det
+
+    case, x, s = _det_case(tmp_path, name)
+    matrix = case.run(x)["det"]
+    monkeypatch.setattr(det, "MATRIX_NMS_LIMIT", 0)
+    sequential = case.run(x)["det"]
+    np.testing.assert_array_equal(sequential, matrix)
+    assert_close(caffe_detections(sequential), ref.detection_output(x["loc"], x["conf"], x["prior"], **s), "det")
 
 
 def test_detection_output_keep_top_k_truncates_across_classes(tmp_path):
@@ -344,3 +358,40 @@ def test_ssd_net_matches_opencv(tmp_path, rel):
     assert (cv_rows[:n, :2] == mine[:, :2]).all(), "image ids and labels, row by row"
     assert_close(cv_rows[:n], mine, "detection_out vs OpenCV")
     assert not cv_rows[n:].any()
+
+
+def test_detection_output_runs_under_jax(tmp_path):
+    """The layer is keras.ops only: the same detections under the JAX backend, eagerly and jitted."""
+    import importlib.util
+    import subprocess
+    import sys
+    import textwrap
+
+    from helpers import ROOT
+
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("jax is not installed in this environment (the layer's JAX run needs it)")
+    script = textwrap.dedent(f"""
+        import sys, numpy as np
+        sys.path.insert(0, {str(ROOT / 'tests')!r})
+        import keras
+        assert keras.backend.backend() == "jax"
+        from c2k import _ssd_ref as ref
+        from bnconvert.keras_layers import caffe_detections, detection_model
+        prior = ref.prior_box((6, 6), (96, 96), [20], [45], [2.0, 3.0], variance=[0.1, 0.1, 0.2, 0.2])
+        loc, conf = ref.heads(prior, 2, 4, seed=3)
+        kw = dict(nms_threshold=0.9, eta=0.8, top_k=80, code_type="CENTER_SIZE", keep_top_k=60,
+                  confidence_threshold=0.2)
+        m = detection_model(prior.shape[2] // 4, 4, **kw)
+        want = ref.detection_output(loc, conf, prior, 4, **kw)
+        for out in (m([loc, conf, prior]), m.predict([loc, conf, np.concatenate([prior, prior])], verbose=0)):
+            got = caffe_detections(np.asarray(out))
+            assert got.shape == want.shape and np.abs(got - want).max() <= 1e-4, (got.shape, want.shape)
+        print("JAX_OK")
+    """)
+    import os
+
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=600)
+    assert "JAX_OK" in proc.stdout, proc.stderr[-3000:]
