@@ -10,6 +10,7 @@ against a floor measured in the same run on the same machine (see docs/performan
   keras2caffe keras.applications ResNet50 / VGG16 vs model.save_weights
   batch       `bnconvert caffe2keras DIR --jobs 2` vs --jobs 1 on 8 small models
   profile     cProfile of the ResNet-50 conversion, top hotspots
+  ssd         MobileNet-SSD: conversion time/RSS, inference with DetectionOutput inside (bench/ssd.py)
   graph       caffe graph building time vs layer count up to 10^5 layers, vs one pass over the layers (bench/graph.py)
 
 Random weights are written once into bench/.cache/ (git-ignored). --quick: ResNet-50 only, one
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common as C  # noqa: E402
 import graph as GRAPH  # noqa: E402
+import ssd as SSD  # noqa: E402
 
 CONVERSION_MODELS = [  # name, prototxt, keras.applications equivalent, V1 caffemodel
     ("resnet50", C.ZOO / "resnet50" / "ResNet-50-deploy.prototxt", "ResNet50", False),
@@ -254,7 +256,7 @@ def bench_profile(opts):
 
 BENCHMARKS = {"startup": bench_startup, "conversion": bench_conversion, "inference": bench_inference,
               "keras2caffe": bench_keras2caffe, "batch": bench_batch, "profile": bench_profile,
-              "graph": GRAPH.bench_graph}
+              "ssd": SSD.bench_ssd, "graph": GRAPH.bench_graph}
 
 
 def main(argv=None):
