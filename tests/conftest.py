@@ -19,4 +19,6 @@ def pycaffe():
     process; a test using it skips with the reason when it is absent (see tests/realcaffe/runtime.py)."""
     from realcaffe.runtime import find_pycaffe
 
-    return find_pycaffe()
+    caffe = find_pycaffe()
+    yield caffe
+    caffe.close()

@@ -6,9 +6,11 @@ the reason; with BNCONVERT_REQUIRE_CAFFE=1 (set by .ci/run, which builds Caffe) 
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ import pytest
 
 DEFAULT_PREFIX = "/opt/bvlc-caffe"
 FORWARD = Path(__file__).with_name("forward.py")
+REPLY = "pycaffe-forward: "  # forward.REPLY (forward.py imports caffe, so it is not imported here)
 
 
 def caffe_prefix() -> Path:
@@ -29,28 +32,60 @@ def _unavailable(reason):
 
 
 class PyCaffe:
-    """Real pycaffe at ``prefix``; ``module`` is ``caffe``, imported into this process."""
+    """Real pycaffe at ``prefix``; ``module`` is ``caffe``, imported into this process. Nets run in
+    one worker process (forward.py), restarted after a Caffe abort."""
 
     def __init__(self, prefix: Path, module):
         self.prefix = prefix
         self.module = module
         self.python_path = prefix / "python"
+        self._worker = None
+        self._log = None
 
     def env(self) -> dict:
+        """This process's environment with pycaffe importable (for subprocesses)."""
         path = os.pathsep.join(p for p in (str(self.python_path), os.environ.get("PYTHONPATH")) if p)
         return {**os.environ, "PYTHONPATH": path, "GLOG_minloglevel": os.environ.get("GLOG_minloglevel", "2")}
 
     def forward(self, prototxt, caffemodel, inputs: dict, workdir) -> dict:
-        """Every blob (NCHW float32, by Caffe name, in Caffe's order) after a TEST forward of the net."""
+        """Every blob (float32, by Caffe name, in Caffe's order) after a TEST forward of the net."""
         workdir = Path(workdir)
         feeds, out = workdir / "pycaffe_inputs.npz", workdir / "pycaffe_blobs.npz"
         np.savez(feeds, **{k: np.ascontiguousarray(v, np.float32) for k, v in inputs.items()})
-        cmd = [sys.executable, str(FORWARD), str(prototxt), str(caffemodel) if caffemodel else "-", str(feeds), str(out)]
-        res = subprocess.run(cmd, env=self.env(), capture_output=True, text=True, timeout=600)
-        if res.returncode != 0:
-            pytest.fail(f"real Caffe failed on {prototxt} (exit {res.returncode}):\n{res.stderr[-3000:]}", pytrace=False)
+        request = {"prototxt": str(prototxt), "caffemodel": str(caffemodel) if caffemodel else None,
+                   "inputs": str(feeds), "out": str(out)}
+        worker = self._start()
+        log_start = self._log.tell()
+        worker.stdin.write(json.dumps(request) + "\n")
+        worker.stdin.flush()
+        for line in worker.stdout:
+            if line.startswith(REPLY):
+                reply = json.loads(line[len(REPLY):])
+                break
+        else:  # the worker died: a Caffe CHECK failure (glog's message is in the log)
+            code = worker.wait()
+            self._worker = None
+            self._log.seek(log_start)
+            pytest.fail(f"real Caffe aborted on {prototxt} (exit {code}):\n{self._log.read()[-3000:]}", pytrace=False)
+        if not reply["ok"]:
+            pytest.fail(f"real Caffe failed on {prototxt}: {reply['error']}", pytrace=False)
         with np.load(out) as blobs:
             return {k: blobs[k] for k in blobs.files}
+
+    def _start(self):
+        if self._worker is None or self._worker.poll() is not None:
+            if self._log is None:
+                self._log = tempfile.TemporaryFile("w+")
+            self._log.seek(0, os.SEEK_END)
+            self._worker = subprocess.Popen([sys.executable, str(FORWARD)], env=self.env(), text=True,
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log)
+        return self._worker
+
+    def close(self):
+        if self._worker is not None and self._worker.poll() is None:
+            self._worker.stdin.close()
+            self._worker.wait(timeout=60)
+        self._worker = None
 
 
 def find_pycaffe(prefix: Path | None = None) -> PyCaffe:
