@@ -575,3 +575,33 @@ def test_every_addition_to_the_reference_is_a_listed_fork_addition(reference):
     assert fields == FORK_FIELDS
     assert set(ours_msgs) - set(ref_msgs) == FORK_MESSAGES
     assert set(ours_enums) - set(ref_enums) == FORK_ENUMS
+
+
+_IMPL_PROBE = """
+import hashlib, sys
+from google.protobuf import text_format
+from google.protobuf.internal import api_implementation
+from bnconvert import caffe_pb2
+net = text_format.Parse(open(sys.argv[1]).read(), caffe_pb2.NetParameter())
+model = caffe_pb2.NetParameter.FromString(open(sys.argv[2], "rb").read())
+print(api_implementation.Type(), hashlib.sha256(net.SerializeToString()).hexdigest(),
+      hashlib.sha256(text_format.MessageToString(net).encode()).hexdigest(),
+      hashlib.sha256(model.SerializeToString()).hexdigest())
+"""
+
+
+def test_pure_python_protobuf_reads_and_writes_the_same():
+    """The private pool works in protobuf's pure-Python implementation too, with identical results."""
+    proto = SHARED / "zoo" / "resnet50" / "ResNet-50-deploy.prototxt"
+    model = SHARED / "caffe-ref" / "bn_factor" / "weights.caffemodel"
+    if not (proto.exists() and model.exists()):
+        pytest.skip(f"{SHARED} test files not found")
+    net = text_format.Parse(proto.read_text(), caffe_pb2.NetParameter())
+    want = [hashlib.sha256(net.SerializeToString()).hexdigest(),
+            hashlib.sha256(text_format.MessageToString(net).encode()).hexdigest(),
+            hashlib.sha256(caffe_pb2.NetParameter.FromString(model.read_bytes()).SerializeToString()).hexdigest()]
+    env = {**os.environ, "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python", "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, "-c", _IMPL_PROBE, str(proto), str(model)], capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == ["python"] + want
