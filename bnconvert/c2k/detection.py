@@ -27,11 +27,11 @@ def detection_output(ctx):
         ctx.warn("save_output_param/visualize are not converted: the model returns the detections only")
     settings = detection_output_settings(p, ctx.error)
     xs = [ctx.input(i, lay.CAFFE) for i in range(3)]
-    loc, conf = (kl_flat(ctx, x, i) for i, x in enumerate(xs[:2]))
+    loc, conf = (_flat(ctx, x, i) for i, x in enumerate(xs[:2]))
     return kl.CaffeDetectionOutput(**settings, name=ctx.name())([loc, conf, xs[2]]), [lay.CAFFE]
 
 
-def kl_flat(ctx, x, i):
+def _flat(ctx, x, i):
     """Bottom ``i`` as (num, values) in Caffe's element order."""
     shape = ctx.in_shape(i)
     if len(shape) == 2:
