@@ -115,3 +115,15 @@ def test_weights_that_do_not_fit(tmp_path, fn, needle):
 
 def test_other_keras_messages_are_left_alone():
     assert modelfile.weights_mismatch("Could not locate class 'Foo'", "m.keras") is None
+
+
+def test_h5_layer_count_and_non_zip_keras(tmp_path):
+    x = keras.Input((4,), name="x")
+    m = keras.Model(x, keras.layers.Dense(3, name="d")(keras.layers.Dense(5, name="c")(x)))
+    m.save(tmp_path / "m.h5")
+    assert modelfile.h5_layer_count(tmp_path / "m.h5") >= 3
+    assert modelfile.h5_layer_count(tmp_path / "nope.h5") == 0
+    (tmp_path / "text.keras").write_text("not a zip")
+    assert modelfile.check_keras_archive(tmp_path / "text.keras") == 0
+    with pytest.raises(ParseError, match="cannot load the Keras model"):
+        load_keras_model(tmp_path / "text.keras")
