@@ -251,7 +251,8 @@ def _nms_sequential(boxes, valid, table):
         keep = keep | (ops.equal(positions, i)[None, None, :] & kept[..., None])
         return i + 1, keep, kept_count + ops.cast(kept, "int32")
 
-    start = (ops.convert_to_tensor(0, "int32"), ops.zeros_like(valid), ops.cast(ops.zeros_like(boxes[0][..., 0]), "int32"))
+    none_kept = ops.cast(ops.zeros_like(boxes[0][..., 0]), "int32")
+    start = (ops.convert_to_tensor(0, "int32"), ops.zeros_like(valid), none_kept)
     _, keep, _ = ops.while_loop(lambda i, keep, kept_count: i < n, body, start)
     return keep
 

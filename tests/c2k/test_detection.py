@@ -15,8 +15,8 @@ Where OpenCV dnn deviates from SSD's Caffe (so those cases are compared with num
   skips location label -1, then finds no boxes), and so does OpenCV; Caffe's GPU path decodes them.
   bnconvert and the numpy reference follow the GPU path.
 - PriorBox: OpenCV uses the first ``min_size``/``max_size`` only, keeps them fractional (Caffe
-  truncates them to int), ignores ``img_size``/``img_h``/``img_w``, clips by default (Caffe does not) and requires ``variance``
-  (Caffe defaults it to 0.1).
+  truncates them to int), ignores ``img_size``/``img_h``/``img_w``, clips by default (Caffe does not)
+  and requires ``variance`` (Caffe defaults it to 0.1).
 """
 from pathlib import Path
 
@@ -38,7 +38,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def _prior_proto(param, feat=(1, 4, 5, 7), img=(1, 3, 60, 84), two_bottoms=True):
     body = input_layer("feat", feat) + (input_layer("data", img) if two_bottoms else "")
     bottoms = 'bottom: "feat" ' + ('bottom: "data" ' if two_bottoms else "")
-    return f'name: "t"\n{body}layer {{ name: "pb" type: "PriorBox" {bottoms}top: "pb" prior_box_param {{ {param} }} }}\n'
+    layer = f'layer {{ name: "pb" type: "PriorBox" {bottoms}top: "pb" prior_box_param {{ {param} }} }}\n'
+    return f'name: "t"\n{body}{layer}'
 
 
 PRIOR_CASES = {
