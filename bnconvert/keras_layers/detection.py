@@ -323,7 +323,7 @@ class CaffeDetectionOutput(keras.layers.Layer):
         if not self.share_location:
             coords = [ops.take(c, labels, axis=1) for c in coords]
         top, idx = ops.top_k(scores, per_class)  # descending; equal scores: lower prior index first
-        boxes = [ops.take_along_axis(ops.broadcast_to(c, ops.shape(scores)), idx, axis=2) for c in coords]
+        boxes = [ops.take_along_axis(c, idx, axis=2) for c in coords]  # c: (B, 1 or F, P), broadcast
         thr = -FLT_MAX if self.confidence_threshold is None else self.confidence_threshold
         keep = nms_keep(boxes, box_size(*boxes), top > thr, self.nms_threshold, self.eta)
         return self._select(top, boxes, keep, labels, per_class, rows)
