@@ -69,6 +69,8 @@ def _all_blobs(cv2, net, proto, weights, feeds):
     layers = [L for L in net.layers if L.type not in INPUT_TYPES and L.name in have]
     values = {}
     for L, outs in zip(layers, cvnet.forwardAndRetrieve([L.name for L in layers])):
+        if L.type == "DetectionOutput" and outs:
+            outs = [caffe_detection_rows(np.asarray(outs[0]), feeds)] + list(outs[1:])
         # OpenCV's max pooling adds its mask as a second output, or leaves out a mask top no layer reads
         if len(outs) >= len(L.tops) or (L.type == "Pooling" and outs):
             values[L.tops[0]] = np.asarray(outs[0])
@@ -77,6 +79,25 @@ def _all_blobs(cv2, net, proto, weights, feeds):
             outs = cvnet.forwardAndRetrieve([L.name])[0]
             values.update({bid: np.asarray(o) for bid, o in zip(L.tops, outs)})
     return values
+
+
+def caffe_detection_rows(out, feeds):
+    """OpenCV's DetectionOutput top as Caffe writes it.
+
+    OpenCV pads its [1, 1, rows, 7] top with all-zero rows, and writes only those when nothing is
+    detected, where Caffe (weiliu89/caffe ``detection_output_layer.cpp``) has exactly the kept
+    rows, or one ``[i, -1, -1, -1, -1, -1, -1]`` row per image. An all-zero row is never a
+    detection (label 0 with score 0), so dropping them is exact.
+    """
+    if out.ndim != 4 or out.shape[-1] != 7:
+        return out
+    rows = out.reshape(-1, 7)
+    rows = rows[np.any(rows != 0, axis=1)]
+    if not len(rows):
+        n = next(iter(feeds.values())).shape[0] if feeds else 1
+        rows = np.full((n, 7), -1.0, np.float32)
+        rows[:, 0] = np.arange(n)
+    return rows.reshape(1, 1, -1, 7).astype(out.dtype)
 
 
 def _cross_check(cv2, net, proto, weights, feeds, values):
@@ -90,6 +111,8 @@ def _cross_check(cv2, net, proto, weights, feeds, values):
     for bid in outs:
         L = net.producer[bid]
         got, ref = np.asarray(res[L.name][L.tops.index(bid)]), values[bid]
+        if L.type == "DetectionOutput":
+            got = caffe_detection_rows(got, feeds)
         scale = max(1.0, float(np.max(np.abs(ref)))) if ref.size else 1.0
         if got.shape != ref.shape or float(np.max(np.abs(got - ref))) > 1e-4 * scale:
             bad.append(net.caffe_name[bid])

@@ -220,7 +220,7 @@ def run_probes(probes, net, feeds, dev, backend):
     vals = {}
     for b in order:
         a = np.asarray(keras.ops.convert_to_numpy(outs[index[id(blobs[b].tensor)]]))
-        vals[b] = to_caffe(a, blobs[b].layout, net.shapes[b])
+        vals[b] = caffe_form(net, b, to_caffe(a, blobs[b].layout, net.shapes[b]))
     return vals, ran_on
 
 
@@ -285,14 +285,28 @@ def run_local(probes, net, feeds, ref_vals, dev, backend):
         except ValueError:  # the Keras graph needs more than these blobs: only the end-to-end check
             continue
         out = _call(sub, feed)[0]
-        vals[bid] = to_caffe(np.asarray(keras.ops.convert_to_numpy(out)), probe.layout, net.shapes[bid])
+        vals[bid] = caffe_form(net, bid, to_caffe(np.asarray(keras.ops.convert_to_numpy(out)), probe.layout,
+                                                  net.shapes[bid]))
     return vals
+
+
+def caffe_form(net, bid, a):
+    """A blob as Caffe writes it where the conversion's form differs by design: DetectionOutput's
+    fixed (num, rows, 7) with padding rows becomes Caffe's [1, 1, N, 7] of the valid rows."""
+    if net.producer[bid].type == "DetectionOutput":
+        from ..keras_layers.detection import caffe_detections
+
+        return caffe_detections(a)
+    return a
 
 
 def to_caffe(a, layout, caffe_shape):
     try:
         a = lay.to_caffe_array(a, layout)
     except ValueError:
+        squeeze = [d for d in a.shape[1:] if d != 1] == [d for d in caffe_shape[1:] if d != 1]
+        if a.ndim != len(caffe_shape) and squeeze and a.size == int(np.prod(caffe_shape)):
+            return a.reshape(caffe_shape)  # the same axes but Caffe's unit ones (e.g. 1x1xNx7 detections)
         return a
     if a.shape != tuple(caffe_shape) and a.size == int(np.prod(caffe_shape)) and layout.kind != "nhwc":
         a = a.reshape(caffe_shape)  # e.g. Keras drops Caffe's trailing 1x1 axes

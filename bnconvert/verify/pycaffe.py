@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -36,7 +37,8 @@ def run_pycaffe(net, caffemodel, feeds):
     shapes = {k: v.shape for k, v in feeds.items()}
     with tempfile.TemporaryDirectory(prefix="bnconvert-verify-") as tmp:
         d = Path(tmp)
-        (d / "net.prototxt").write_text(caffe_net(net, shapes))
+        text = caffe_net(net, shapes)
+        (d / "net.prototxt").write_text(text)
         np.savez(d / "inputs.npz", **feeds)
         env = dict(os.environ)
         env.setdefault("GLOG_minloglevel", "2")
@@ -48,7 +50,7 @@ def run_pycaffe(net, caffemodel, feeds):
             raise ReferenceUnavailable(RUNTIME, f"cannot start Python: {e.strerror or e}") from None
         info = _last_json(proc.stdout)
         if proc.returncode != 0 or info is None or "error" in info:
-            raise ReferenceUnavailable(RUNTIME, failure_reason(proc, info))
+            raise ReferenceUnavailable(RUNTIME, failure_reason(proc, info, text))
         with np.load(d / "out.npz", allow_pickle=False) as z:
             raw = {k: np.asarray(z[k]) for k in z.files}
     ours = {L.name: L for L in net.layers if L.type not in INPUT_TYPES}
@@ -62,6 +64,17 @@ def run_pycaffe(net, caffemodel, feeds):
     return ReferenceRun(values, "caffe (pycaffe)", f"Caffe {info.get('version', 'unknown version')}")
 
 
+def _layer_at(text, line):
+    """The name of the layer whose block holds 1-based ``line`` of a prototxt we wrote, or None."""
+    name = None
+    for ln in text.splitlines()[:line]:
+        if ln.startswith("  name: "):
+            name = ln[len("  name: "):].strip().strip('"')
+        elif ln == "layer {":
+            name = None
+    return name
+
+
 def _last_json(stdout):
     for line in reversed((stdout or "").strip().splitlines()):
         try:
@@ -71,11 +84,20 @@ def _last_json(stdout):
     return None
 
 
-def failure_reason(proc, info):
-    """Caffe's reason for a failed run, as one line: the failed CHECK, or the Python error."""
+_PARSE = re.compile(r"Error parsing text-format [\w.]+: (\d+):\d+: (.*)")
+
+
+def failure_reason(proc, info, text=""):
+    """Caffe's reason for a failed run, as one line: the failed CHECK, or the Python error; a field
+    its schema does not know is named with its layer (a fork's field BVLC Caffe cannot read)."""
     if info is not None and info.get("error") == "import":
         return f"'import caffe' failed ({info.get('message')})"
     lines = [ln.strip() for ln in (proc.stderr or "").splitlines() if ln.strip()]
+    for ln in lines:
+        m = _PARSE.search(ln)
+        if m:
+            layer = _layer_at(text, int(m.group(1)))
+            return f"its schema cannot read the net: {m.group(2).rstrip('.')}" + (f" (layer '{layer}')" if layer else "")
     fatal = [ln for ln in lines if ln[:1] == "F" and "] " in ln]  # glog: F<mmdd> <time> <tid> file:line] msg
     if fatal:
         msg = fatal[-1].split("] ", 1)[1]

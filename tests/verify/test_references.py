@@ -273,3 +273,48 @@ def test_max_pooling_with_its_mask_opencv(tmp_path, read_mask):
     assert r.passed, r.table()
     want = {"pool", "pool#1"} | ({"mask", "m2"} if read_mask else set())
     assert {row.version for row in r.compared} == want
+
+
+@pytest.mark.parametrize("prototxt,shape,n_not_comparable", [
+    ("mobilenet_ssd/MobileNetSSD_deploy.prototxt", (1, 3, 96, 96), 0),  # no detection: Caffe's fake row
+    ("opencv_face_res10_ssd/deploy.prototxt", (1, 3, 96, 96), 1),  # saturated scores: ties
+])
+def test_ssd_detection_output_opencv(tmp_path, prototxt, shape, n_not_comparable):
+    """DetectionOutput is compared in Caffe's [1, 1, N, 7] form (OpenCV's zero padding rows dropped,
+    bnconvert's fixed rows reduced to the valid ones); rows with equal scores have no defined order."""
+    from bnconvert.testing import random_caffemodel
+    from bnconvert.verify import verify
+
+    proto = need_shared("zoo") / prototxt
+    shapes = {"data": shape}
+    weights = tmp_path / "w.caffemodel"
+    random_caffemodel(proto, weights, seed=3, input_shapes=shapes)
+    r = verify(proto, weights, reference="opencv", input_shapes=shapes)
+    assert r.passed and not r.warnings, r.table()
+    det = next(row for row in r.rows if row.type == "DetectionOutput")
+    assert len(r.not_comparable) == n_not_comparable
+    if n_not_comparable:
+        assert det.status == "not comparable" and "equal scores" in det.note
+    else:
+        assert det.status == "ok" and det.shape == (1, 1, 1, 7)
+
+
+def test_opencv_detection_rows_as_caffe_writes_them():
+    from bnconvert.verify.opencv import caffe_detection_rows
+
+    out = np.zeros((1, 1, 4, 7), np.float32)
+    out[0, 0, 0] = [0, 3, 0.9, 0.1, 0.1, 0.5, 0.5]
+    np.testing.assert_array_equal(caffe_detection_rows(out, {"data": np.zeros((1, 3, 8, 8))}), out[:, :, :1])
+    empty = caffe_detection_rows(np.zeros((1, 1, 4, 7), np.float32), {"data": np.zeros((2, 3, 8, 8))})
+    assert empty.tolist() == [[[[0, -1, -1, -1, -1, -1, -1], [1, -1, -1, -1, -1, -1, -1]]]]
+
+
+def test_pycaffe_names_a_field_bvlc_caffe_cannot_read(tmp_path, request, capsys):
+    from bnconvert.cli import main
+
+    _use_pycaffe(request)
+    proto, weights = _net(tmp_path, HEAD + 'layer { name: "p" type: "Pooling" bottom: "data" top: "p" '
+                                           'pooling_param { pool: MAX kernel_size: 2 stride: 2 ceil_mode: false } }\n')
+    assert main(["verify", str(proto), str(weights), "--reference", "caffe"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and 'no field named "ceil_mode" (layer \'p\')' in err
