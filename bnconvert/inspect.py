@@ -12,6 +12,7 @@ from .caffe.graph import INPUT_TYPES, build_graph, is_loss_type, layer_included
 from .caffe.io import blob_shape, pb2, read_caffemodel, read_prototxt
 from .caffe.upgrade import upgrade_net, upgrade_v1
 from .errors import GraphError, ShapeError
+from .floats import shortest_float32
 
 # --- reading -----------------------------------------------------------------------------
 
@@ -216,10 +217,10 @@ def _range(a):
 
 def bn_row(lp, phase, scale_lp, blobs):
     p = lp.batch_norm_param
-    row = {"layer": lp.name, "eps": p.eps,
+    row = {"layer": lp.name, "eps": shortest_float32(p.eps),
            "use_global_stats": bnpair.use_global_stats(SimpleNamespace(param=lp), phase),
            "use_global_stats_source": "explicit" if p.HasField("use_global_stats") else f"{phase} default",
-           "moving_average_fraction": p.moving_average_fraction,
+           "moving_average_fraction": shortest_float32(p.moving_average_fraction),
            "scale": scale_lp.name if scale_lp is not None else None,
            "scale_bias": bool(scale_lp.scale_param.bias_term) if scale_lp is not None else None,
            "factor": None, "mean_range": None, "var_range": None}

@@ -40,21 +40,6 @@ def plural(n, noun, nouns=None):
     return f"{n} {noun if n == 1 else (nouns or noun + 's')}"
 
 
-def shortest_float32(x):
-    """A float32 field's value as the shortest decimal that is the same float32 (1e-05, not
-    9.999999747378752e-06), as a Python float (JSON writes it the same way)."""
-    import numpy as np
-
-    return float(str(np.float32(x)))
-
-
-def float32_text(x):
-    """The shortest text of ``x`` read as a float32: '1e-05', '0.999', '0.001'."""
-    import numpy as np
-
-    return str(np.float32(x))
-
-
 _LAYER_REF = re.compile(r"layer '((?:[^'\\]|\\.)*)'")
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 from ..cli import parse_input_shapes
 from ..errors import ConversionError
 from ..outputs import OutputUnit, check_outputs, model_format, refuse_inputs, remove_orphaned_temporaries
-from ._common import (add_input_shape, add_progress, add_verbosity, float32_text, fmt_shape, model_kind, plural,
-                      print_rows, print_warnings, progress_setting, report_bytes, shortest_float32, stage_model)
+from ..floats import float32_text, shortest_float32
+from ._common import (add_input_shape, add_progress, add_verbosity, fmt_shape, model_kind, plural, print_rows,
+                      print_warnings, progress_setting, report_bytes, stage_model)
 
 HELP = "convert a Caffe model (prototxt + caffemodel) to Keras"
 DESCRIPTION = """Convert a Caffe model to a channels_last Keras model.

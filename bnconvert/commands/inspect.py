@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from ._common import add_input_shape, add_verbosity, aggregate_warnings, print_warnings, shortest_float32
+from ._common import add_input_shape, add_verbosity, aggregate_warnings, print_warnings
 from ._text import describe_upgrades, table
 
 HELP = "show a Caffe net's inputs, layers, shapes, BatchNorm details and unsupported layers"
@@ -49,10 +49,6 @@ def run(args):
 
     report = inspect_net(args.prototxt, args.caffemodel, phase=args.phase,
                          input_shapes=parse_input_shapes(args.input_shape), stages=tuple(args.stage))
-    for bn in report.get("batchnorm", []):  # float32 fields in their shortest form: 1e-05, 0.999
-        for key in ("eps", "moving_average_fraction"):
-            if isinstance(bn.get(key), float):
-                bn[key] = shortest_float32(bn[key])
     if args.quiet:
         print_warnings(report["warnings"], "inspect")
     elif args.json:

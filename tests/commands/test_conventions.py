@@ -93,7 +93,8 @@ def test_unknown_outputs_blob_lists_the_valid_names(tmp_path):
 
 
 def test_plural_and_float32_text():
-    from bnconvert.commands._common import aggregate_warnings, float32_text, plural, shortest_float32
+    from bnconvert.commands._common import aggregate_warnings, plural
+    from bnconvert.floats import float32_text, shortest_float32
 
     assert plural(1, "BatchNorm+Scale pair") == "1 BatchNorm+Scale pair"
     assert plural(0, "layer") == "0 layers" and plural(2, "layer") == "2 layers"
