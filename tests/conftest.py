@@ -15,8 +15,9 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def pycaffe():
-    """Real BVLC pycaffe from $BNCONVERT_CAFFE_PREFIX (default /opt/bvlc-caffe), imported into this
-    process; a test using it skips with the reason when it is absent (see tests/realcaffe/runtime.py)."""
+    """Real BVLC pycaffe from $BNCONVERT_CAFFE_PREFIX (default /opt/bvlc-caffe), imported in a worker
+    process (never into this one); a test using it skips with the reason when it is absent or does not
+    import (see tests/realcaffe/runtime.py)."""
     from realcaffe.runtime import find_pycaffe
 
     caffe = find_pycaffe()

@@ -60,3 +60,13 @@ def test_pycaffe_and_bnconvert_in_one_process(pycaffe, tmp_path, order):
                          env=env, cwd=tmp_path, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.splitlines()[-1].startswith(f"ok {order} ")
+
+
+def test_pycaffe_stays_out_of_the_test_process(pycaffe):
+    """The tier runs pycaffe in its worker only: 'import caffe' in this process (which bnconvert's verify
+    looks for) is exactly what it was before the tier ran, for every later test of the session."""
+    import os
+
+    on_path = str(pycaffe.python_path) in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    assert on_path or str(pycaffe.python_path) not in sys.path
+    assert on_path or "caffe" not in sys.modules

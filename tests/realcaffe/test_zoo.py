@@ -5,6 +5,7 @@ import pytest
 
 from bnconvert.c2k import convert_caffe
 from bnconvert.caffe.graph import load_net
+from bnconvert.caffe.io import read_prototxt
 from bnconvert.testing import random_inputs, run_keras
 
 from c2k.test_zoo import CONVERTS, SKIPPED, _random_weights_for, opencv_prototxt
@@ -14,25 +15,21 @@ SETTINGS = {rel: (shapes, kwargs) for rel, shapes, kwargs in CONVERTS}
 NETS = sorted(str(p.relative_to(ZOO)) for p in ZOO.rglob("*.prototxt") if "solver" not in p.name)
 
 
-def _why_bvlc_cannot_load(proto, caffe):
+def _why_bvlc_cannot_load(proto, pycaffe):
     """Why real BVLC Caffe cannot load the file (fork layer types or fields, Python layers), or None.
-
-    pycaffe's own schema module parses the text, in this process, beside bnconvert's."""
-    from caffe.proto import caffe_pb2 as bvlc
-    from google.protobuf import text_format
-
-    try:
-        parsed = text_format.Merge(proto.read_text(), bvlc.NetParameter())
-    except text_format.ParseError as e:
-        return f"BVLC's schema rejects it: {e}"
-    missing = sorted({L.type for L in parsed.layer} - set(caffe.layer_type_list()))
+    pycaffe's own schema module parses the text."""
+    error = pycaffe.parse_error(proto)
+    if error:
+        return f"BVLC's schema rejects it: {error}"
+    net = read_prototxt(str(proto))
+    missing = sorted({L.type for L in net.layer} - set(pycaffe.layer_types))
     return f"BVLC Caffe lacks its layer types {missing}" if missing else None
 
 
 @pytest.mark.parametrize("rel", NETS, ids=[r.replace("/", ":") for r in NETS])
 def test_zoo_net_every_blob_matches_real_caffe(pycaffe, tmp_path, rel):
     proto = need_shared("zoo") / rel
-    why = _why_bvlc_cannot_load(proto, pycaffe.module)
+    why = _why_bvlc_cannot_load(proto, pycaffe)
     if why:
         pytest.skip(f"real Caffe cannot load {rel}: {why}")
     if rel in SKIPPED:
