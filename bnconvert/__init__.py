@@ -43,22 +43,31 @@ def _register_keras_layers():
 
 
 class _KerasImportHook:
-    """Registers bnconvert's Keras layers right after ``keras`` itself finishes importing."""
+    """Registers bnconvert's Keras layers right after ``keras`` itself finishes importing.
+
+    It stays on ``sys.meta_path`` until keras has really been executed: a mere look-up
+    (``importlib.util.find_spec("keras")``, as the backend check does) must not disarm it.
+    """
+
+    _busy = False
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != "keras":
+        if fullname != "keras" or self._busy:
             return None
-        sys.meta_path.remove(self)
+        self._busy = True
         try:
             spec = importlib.util.find_spec("keras")
         finally:
-            pass
+            self._busy = False
         if spec is None or spec.loader is None:
             return spec
         loader = spec.loader
         orig_exec = loader.exec_module
+        hook = self
 
         def exec_module(module, _orig=orig_exec):
+            if hook in sys.meta_path:
+                sys.meta_path.remove(hook)
             _orig(module)
             try:
                 _register_keras_layers()

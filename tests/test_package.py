@@ -45,3 +45,14 @@ def test_saved_model_loads_with_plain_keras_after_import_bnconvert(tmp_path):
         """)
         assert r.returncode == 0, r.stderr[-2000:]
         assert "MAXDIFF 0.0" in r.stdout, r.stdout
+
+
+def test_layers_registered_after_a_keras_lookup():
+    """A look-up of keras (find_spec, as the backend check does) must not disarm the import hook."""
+    import subprocess
+    import sys
+
+    script = ("import importlib.util, bnconvert; importlib.util.find_spec('keras'); import keras; "
+              "print(keras.saving.get_registered_object('bnconvert>CaffePooling2D') is not None)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip().splitlines()[-1] == "True", out.stderr[-2000:]
