@@ -31,9 +31,9 @@ from pathlib import Path
 
 from .errors import OutputError
 
-MODEL_EXTENSIONS = {".keras": "keras", ".h5": "h5", ".hdf5": "h5"}
-FORMATS = ("keras", "h5", "savedmodel")
-_VALID = ".keras, .h5 or .hdf5 files, or a SavedModel directory (a path ending in '/', or --format savedmodel)"
+MODEL_EXTENSIONS = {".keras": "keras", ".h5": "h5", ".hdf5": "h5", ".tflite": "tflite"}
+FORMATS = ("keras", "h5", "savedmodel", "tflite")
+_VALID = ".keras, .h5, .hdf5 or .tflite files, or a SavedModel directory (a path ending in '/', or --format savedmodel)"
 # Extensions that say "this is a prototxt" or "this is a caffemodel": a swapped -o pair is refused.
 _TEXT_EXT = (".prototxt", ".pbtxt")
 _BINARY_EXT = (".caffemodel", ".binaryproto")
@@ -50,7 +50,7 @@ def model_format(path, fmt=None):
     ext = Path(text.rstrip("/" + os.sep)).suffix.lower()
     by_ext = MODEL_EXTENSIONS.get(ext)
     if fmt is not None and fmt not in FORMATS:
-        raise OutputError(f"unknown format {fmt!r}: use keras, h5 or savedmodel", file=path)
+        raise OutputError(f"unknown format {fmt!r}: use keras, h5, savedmodel or tflite", file=path)
     if fmt == "savedmodel" or (fmt is None and slash):
         if by_ext:
             raise OutputError(f"a SavedModel is a directory, but the name ends in {ext}", file=path,
@@ -63,7 +63,7 @@ def model_format(path, fmt=None):
         what = f"the extension {ext}" if ext else "a name without an extension"
         raise OutputError(f"bnconvert does not write {what}: it writes {_VALID}", file=path)
     if fmt is not None and fmt != by_ext:
-        want = ".keras" if fmt == "keras" else ".h5"
+        want = {"keras": ".keras", "h5": ".h5", "tflite": ".tflite"}[fmt]
         raise OutputError(f"--format {fmt} does not agree with the extension {ext}", file=path,
                           hint=f"name the file *{want}, or use --format {by_ext}")
     return by_ext
@@ -104,8 +104,7 @@ def _check_one(path, kind, what):
     """Check one output path on its own; returns its :class:`Target`."""
     p = Path(path)
     try:
-        real = Path(os.path.realpath(p)) if p.is_symlink() else p  # (a too-long name fails already here)
-        st = os.stat(real)
+        st = os.stat(p)  # through symlinks (a too-long name fails already here)
     except (FileNotFoundError, NotADirectoryError):
         st = None
     except OSError as e:
@@ -113,9 +112,11 @@ def _check_one(path, kind, what):
     if st is not None and (stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
         if kind == "dir":
             raise OutputError("a SavedModel directory cannot be written into a device or FIFO", file=path)
-        if not os.access(real, os.W_OK):
+        if not os.access(p, os.W_OK):
             raise OutputError("cannot write: the device or FIFO is not writable", file=path)
-        return Target(path, kind, real, True, what)
+        # Opened through the link: a shell's --report >(jq .) is /dev/fd/N, a link to a pipe.
+        return Target(path, kind, p, True, what)
+    real = Path(os.path.realpath(p)) if p.is_symlink() else p
     if st is not None and stat.S_ISDIR(st.st_mode):
         if kind == "file":
             raise OutputError("the output path is a directory; a directory is never replaced by a file",

@@ -107,6 +107,10 @@ def stage_model(unit, model, path, fmt):
     """Stage ``model`` for ``path`` in ``unit`` (written when the unit commits)."""
     if fmt == "savedmodel":
         unit.write_with(path, lambda tmp: export_saved_model(model, tmp), kind="dir")
+    elif fmt == "tflite":
+        from ..tflite import to_tflite
+
+        unit.write_bytes(path, to_tflite(model, path))
     else:
         unit.write_with(path, model.save, suffix=".keras" if fmt == "keras" else ".h5")
 

@@ -44,8 +44,8 @@ def add_arguments(p):
     p.add_argument("--phase", default="TEST", choices=["TEST", "TRAIN"], type=str.upper,
                    help="which include/exclude rules apply (default TEST)")
     p.add_argument("--stage", action="append", default=[], help="a NetState stage (repeatable)")
-    p.add_argument("--format", choices=["keras", "h5", "savedmodel"],
-                   help="output format (default: from the name: .keras, .h5/.hdf5, or savedmodel for a path "
+    p.add_argument("--format", choices=["keras", "h5", "savedmodel", "tflite"],
+                   help="output format (default: from the name: .keras, .h5/.hdf5, .tflite, or savedmodel for a path "
                         "ending in '/'); it must agree with the extension. Batch mode default: keras")
     p.add_argument("--batch-stats", choices=["convert", "error"], default="convert",
                    help="a BatchNorm with use_global_stats: false in this phase: convert it with its stored "
@@ -73,6 +73,10 @@ def convert_one(prototxt, caffemodel, output, *, input_shapes=None, outputs=None
         from ..backend import require_tensorflow
 
         require_tensorflow("a SavedModel", file=output)
+    if fmt == "tflite":
+        from ..tflite import check_can_write
+
+        check_can_write(output)
     with OutputUnit([(output, model_kind(fmt), "model"), (report_path, "file", "report")],
                     inputs=[prototxt, caffemodel]) as unit:
         t0 = time.perf_counter()
@@ -184,7 +188,7 @@ def run_batch(args, kw):
     if not outdir.is_dir():
         raise ConversionError("in batch mode -o must be an existing directory", file=outdir)
     fmt = args.format or "keras"
-    ext = {"keras": ".keras", "h5": ".h5", "savedmodel": ""}[fmt]
+    ext = {"keras": ".keras", "h5": ".h5", "savedmodel": "", "tflite": ".tflite"}[fmt]
     pairs = _batch_pairs(args.prototxt)
     jobs = [(p, m, outdir / (p.stem + ext), {**kw, "fmt": fmt}) for p, m in pairs]
     # Every output of the batch, and the batch report, checked up front against every input.

@@ -32,8 +32,8 @@ examples:
 def add_arguments(parser):
     parser.add_argument("prototxt", help="the net definition (.prototxt)")
     parser.add_argument("caffemodel", help="the weights (.caffemodel)")
-    parser.add_argument("model", nargs="?", help="the Keras model (.keras/.h5); converted from the Caffe files "
-                                                 "when left out")
+    parser.add_argument("model", nargs="?", help="the Keras model (.keras/.h5) or a TFLite model (.tflite); converted "
+                                                 "from the Caffe files when left out")
     parser.add_argument("--input", metavar="FILE", help="a .npy (NCHW), .npz (arrays by input name) or image; "
                                                          "default: seeded random data in the net's input shape")
     parser.add_argument("--reference", default="auto", metavar="auto|caffe|opencv|npz:PATH",

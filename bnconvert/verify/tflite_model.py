@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import layout as lay
 from ..errors import VerificationError
-from .probes import to_caffe
+from .probes import caffe_form, to_caffe
 from .result import NOT_COMPARABLE
 
 
@@ -70,13 +70,27 @@ def tflite_values(net, path, feeds, ref_vals, progress=None):
         for bid in by_layer.get(layer, ()):
             shape = tuple(int(s) for s in eng.tensors[bid].shape[1:])
             if tuple(int(s) for s in d["shape"][1:]) == shape and len(d["shape"]) == len(shape) + 1:
-                values[bid] = to_caffe(np.array(interp.get_tensor(d["index"])), eng.layouts[bid], net.shapes[bid])
+                values[bid] = _unit_axes(to_caffe(np.array(interp.get_tensor(d["index"])), eng.layouts[bid],
+                                                  net.shapes[bid]), _shape(ref_vals, bid, net))
     for bid in net.outputs:
         name = eng.tensors[bid]._keras_history.operation.name if bid in eng.tensors else None
         if name in outs:
-            values[bid] = to_caffe(np.array(interp.get_tensor(outs[name])), eng.layouts[bid], net.shapes[bid])
+            values[bid] = _unit_axes(to_caffe(np.array(interp.get_tensor(outs[name])), eng.layouts[bid],
+                                              net.shapes[bid]), _shape(ref_vals, bid, net))
+    values = {b: caffe_form(net, b, v) for b, v in values.items()}  # e.g. detections as Caffe's [1, 1, N, 7]
     return values, {}, f"TFLite model {path}", "TFLite interpreter (CPU)"
 
+
+
+def _shape(ref_vals, bid, net):
+    ref = ref_vals.get(bid)
+    return tuple(ref.shape) if ref is not None else tuple(net.shapes[bid])
+
+
+def _unit_axes(a, caffe_shape):
+    """Caffe's unit axes back (e.g. 1x1x100x7 detections that TFLite holds as 1x100x7)."""
+    same = [d for d in a.shape if d != 1] == [d for d in caffe_shape if d != 1]
+    return a.reshape(caffe_shape) if a.shape != tuple(caffe_shape) and same else a
 
 
 def judge_rows(rows):

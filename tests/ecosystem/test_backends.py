@@ -67,3 +67,13 @@ def test_a_missing_explicit_backend_is_one_clear_line(jax_env, tmp_path):
                             "-o", str(tmp_path / "m.keras")], KERAS_BACKEND="tensorflow")
     line = _one_line_error(r)
     assert "KERAS_BACKEND=tensorflow" in line and "not installed" in line, line
+
+
+def test_tflite_without_tensorflow_is_one_clear_line(jax_env, tmp_path):
+    src = venvs.ROOT / "sample_models" / "mini_resnet"
+    out = tmp_path / "m.tflite"
+    r = venvs.run(jax_env, ["bnconvert", "caffe2keras", str(src / "deploy.prototxt"), str(src / "weights.caffemodel"),
+                            "-o", str(out)])
+    line = _one_line_error(r)
+    assert "TFLite output needs TensorFlow" in line, line
+    assert not out.exists()
