@@ -104,8 +104,7 @@ def _check_one(path, kind, what):
     """Check one output path on its own; returns its :class:`Target`."""
     p = Path(path)
     try:
-        real = Path(os.path.realpath(p)) if p.is_symlink() else p  # (a too-long name fails already here)
-        st = os.stat(real)
+        st = os.stat(p)  # through symlinks (a too-long name fails already here)
     except (FileNotFoundError, NotADirectoryError):
         st = None
     except OSError as e:
@@ -113,9 +112,11 @@ def _check_one(path, kind, what):
     if st is not None and (stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
         if kind == "dir":
             raise OutputError("a SavedModel directory cannot be written into a device or FIFO", file=path)
-        if not os.access(real, os.W_OK):
+        if not os.access(p, os.W_OK):
             raise OutputError("cannot write: the device or FIFO is not writable", file=path)
-        return Target(path, kind, real, True, what)
+        # Opened through the link: a shell's --report >(jq .) is /dev/fd/N, a link to a pipe.
+        return Target(path, kind, p, True, what)
+    real = Path(os.path.realpath(p)) if p.is_symlink() else p
     if st is not None and stat.S_ISDIR(st.st_mode):
         if kind == "file":
             raise OutputError("the output path is a directory; a directory is never replaced by a file",

@@ -275,3 +275,28 @@ def test_orphaned_temporaries_of_dead_writers_are_removed(tmp_path):
     (tmp_path / ".m.keras.notapid.keras").write_bytes(b"someone else's")
     remove_orphaned_temporaries(out)
     assert sorted(os.listdir(tmp_path)) == [f".m.keras.{os.getpid()}.live0000.keras", ".m.keras.notapid.keras"]
+
+
+def test_pipe_given_as_dev_fd_is_written_into(tmp_path):
+    """A shell's `--report >(jq .)` passes /dev/fd/N, a symlink to a pipe that has no path."""
+    if not os.path.isdir("/dev/fd"):
+        pytest.skip("no /dev/fd on this system")
+    r, w = os.pipe()
+    try:
+        atomic_write(f"/dev/fd/{w}", b"through the pipe")
+        os.close(w)
+        w = None
+        assert os.read(r, 100) == b"through the pipe"
+    finally:
+        os.close(r)
+        if w is not None:
+            os.close(w)
+    fifo = tmp_path / "f.fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "link.json").symlink_to("f.fifo")
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
+    reader.start()
+    atomic_write(tmp_path / "link.json", b"via the link")
+    reader.join(30)
+    assert got == [b"via the link"] and _tree(tmp_path) == {"f.fifo": "special", "link.json": "link -> f.fifo"}
