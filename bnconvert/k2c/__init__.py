@@ -386,6 +386,11 @@ def keras_to_caffe(model_or_path, prototxt_path, caffemodel_path, input_shape=No
         progress: show a progress bar (default: on a terminal, for large models).
         target: the Caffe runtime the files are for: "caffe" (BVLC, default) or "opencv" (OpenCV dnn).
     """
+    from ..outputs import check_outputs
+
+    # Both outputs checked before any work: neither may be the input model, nor the two one file.
+    check_outputs([(prototxt_path, "file", "prototxt"), (caffemodel_path, "file", "caffemodel")],
+                  inputs=[model_or_path] if isinstance(model_or_path, (str, os.PathLike)) else ())
     model, path = _load(model_or_path)
     deploy, eng, report = _convert_engine(model, input_shape, progress, path, target)
     # Streamed from the arrays: no protobuf copy of the weights is ever built in memory.

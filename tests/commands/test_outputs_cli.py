@@ -211,3 +211,16 @@ def test_upgrade_output_first_parses(work):
     assert (work / "v.caffemodel").read_bytes() == (work / "w.caffemodel").read_bytes()
     assert sorted(os.listdir(work)) == ["deploy.prototxt", "u.prototxt", "v.caffemodel", "v.prototxt",
                                         "w.caffemodel", "w.prototxt", "weights.caffemodel"]
+
+
+def test_keras_to_caffe_api_never_writes_over_its_input(work, keras_model):
+    import bnconvert
+    from bnconvert.errors import OutputError
+
+    shutil.copy(keras_model, work / "m.keras")
+    before = snapshot(work)
+    for p, c in [(work / "m.keras", work / "x.caffemodel"), (work / "n.prototxt", work / "m.keras"),
+                 (work / "same", work / "same")]:
+        with pytest.raises(OutputError):
+            bnconvert.keras_to_caffe(str(work / "m.keras"), p, c)
+        assert snapshot(work) == before
