@@ -43,7 +43,8 @@ def batchnorm_stats(bn):
 
     mean, var, s = bn.blobs[0], bn.blobs[1], float(np.asarray(bn.blobs[2]).ravel()[0])
     k = 0.0 if s == 0 else 1.0 / s
-    return (mean.astype(np.float64) * k).astype(np.float32), (var.astype(np.float64) * k).astype(np.float32), s
+    with np.errstate(all="ignore"):  # overflow to inf / NaN is warned about per layer (weights.py)
+        return (mean.astype(np.float64) * k).astype(np.float32), (var.astype(np.float64) * k).astype(np.float32), s
 
 
 def use_global_stats(bn, phase):

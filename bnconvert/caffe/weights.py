@@ -165,10 +165,16 @@ def _batchnorm_problems(L):
         out.append(f"the moving-average factor (blob 2) is {s:g} (negative or NaN); the statistics are the "
                    f"blobs divided by it, as in Caffe")
         return out
+    k = 0.0 if s == 0 else 1.0 / s
     with np.errstate(all="ignore"):  # what overflows or is NaN is reported here, not by numpy on stderr
-        var = np.asarray(L.blobs[1], np.float64) * (0.0 if s == 0 else 1.0 / s)
+        var = np.asarray(L.blobs[1], np.float64) * k
         n_nan, n_neg = int(np.isnan(var).sum()), int((var < 0).sum())
+        stats = np.concatenate([np.asarray(L.blobs[0], np.float64).ravel() * k, var.ravel()]).astype(np.float32)
+        n_inf = int(np.isinf(stats).sum())
     if n_nan or n_neg:
         out.append(f"the variance has {n_nan} NaN and {n_neg} negative value(s) of {var.size}; where "
                    f"variance + eps < 0 or NaN, Caffe's output is NaN")
+    if n_inf:
+        out.append(f"{n_inf} mean/variance value(s) overflow float32 once divided by the factor {s:g} "
+                   f"(infinite in float32)")
     return out

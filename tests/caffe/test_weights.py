@@ -184,3 +184,20 @@ def test_suspicious_values_are_in_the_conversion_report(tmp_path):
     warnings = json.loads((tmp_path / "r.json").read_text())["warnings"]
     assert any("layer 'bn1' (BatchNorm): the variance has 0 NaN and 4 negative" in w for w in warnings), warnings
     assert "layer 'bn1'" in r.stdout + r.stderr
+
+
+def test_statistics_that_overflow_float32_warn_without_numpy_noise(tmp_path):
+    import warnings
+
+    import numpy as np
+
+    proto, model = _edit(tmp_path, _set_blob("bn1", 2, lambda s: np.full_like(s, 1e-39)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # numpy's own overflow warnings must not escape
+        net = load_net(proto, model)
+        from bnconvert.caffe.bnpair import batchnorm_stats
+
+        mean, var, _ = batchnorm_stats(net.layer("bn1"))
+    assert np.isinf(var).any()
+    hits = [w for w in net.warnings if "overflow float32 once divided by the factor 1e-39" in w]
+    assert len(hits) == 1 and "layer 'bn1'" in hits[0], net.warnings
