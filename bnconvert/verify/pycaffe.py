@@ -5,7 +5,6 @@ Caffe aborts its process on a failed CHECK, so the net runs in a child Python pr
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -24,12 +23,24 @@ RUNTIME = "pycaffe"
 WORKER = Path(__file__).with_name("pycaffe_worker.py")
 
 
+_PROBE = ("import importlib.util, pathlib\n"
+          "s = importlib.util.find_spec('caffe')\n"
+          "locs = (s.submodule_search_locations or []) if s else []\n"
+          "print(any(p.name.startswith('_caffe.') for l in locs for p in pathlib.Path(l).glob('_caffe.*')))\n")
+
+
 def pycaffe_importable():
-    """Whether a module named ``caffe`` can be found (without importing it into this process)."""
-    try:
-        return importlib.util.find_spec("caffe") is not None
-    except (ImportError, ValueError):
-        return False
+    """Whether the worker process will find pycaffe: a package named ``caffe`` holding Caffe's
+    ``_caffe`` extension, not just any module of that name. Asked in a child process with the
+    worker's environment (this process's own ``sys.path`` is not what the worker sees), without
+    importing Caffe anywhere."""
+    with tempfile.TemporaryDirectory(prefix="bnconvert-verify-") as tmp:
+        try:
+            proc = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, cwd=tmp,
+                                  timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return proc.returncode == 0 and proc.stdout.strip() == "True"
 
 
 def run_pycaffe(net, caffemodel, feeds):

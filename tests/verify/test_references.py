@@ -318,3 +318,17 @@ def test_pycaffe_names_a_field_bvlc_caffe_cannot_read(tmp_path, request, capsys)
     assert main(["verify", str(proto), str(weights), "--reference", "caffe"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and 'no field named "ceil_mode" (layer \'p\')' in err
+
+
+def test_a_module_named_caffe_is_not_pycaffe(tmp_path, monkeypatch):
+    """Only a 'caffe' package with Caffe's _caffe extension counts as pycaffe (the suite's own tests/caffe
+    package, or any other module of that name, must not make verify think pycaffe is there)."""
+    from bnconvert.verify.pycaffe import pycaffe_importable
+
+    fake = tmp_path / "caffe"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    assert not pycaffe_importable()
+    (fake / "_caffe.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
+    assert pycaffe_importable()
