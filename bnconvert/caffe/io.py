@@ -4,13 +4,12 @@ from __future__ import annotations
 import numbers
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .prototxt import enclosing_layer, parse_prototxt_text  # noqa: F401 (re-exported)
-from ..errors import OutputError, ParseError, ShapeError
+from ..errors import ParseError, ShapeError
 from .wire import blob_bytes
 
 # A blob with more elements than this is refused before anything is allocated (4 G floats).
@@ -300,66 +299,8 @@ def array_to_blob(arr, blob=None):
 # --- writing ---------------------------------------------------------------------------
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def check_output_path(path, is_dir=False):
-    """Refuse an output that cannot be written (before any work is done); returns its directory.
-
-    ``is_dir``: the output is a directory (a SavedModel), so an existing directory is fine.
-    """
-    p = Path(path)
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.exists():
-        raise OutputError(f"output directory {parent} does not exist", file=path,
-                          hint=f"create it first (mkdir -p {parent})")
-    if not parent.is_dir():
-        raise OutputError(f"{parent} is not a directory", file=path)
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"cannot write here: output directory {parent} is not writable", file=path,
-                          hint="choose a writable output directory")
-    if p.is_dir() and not is_dir:
-        raise OutputError("the output path is a directory", file=path, hint="give a file name")
-    return parent
-
-
-def atomic_write(path, data):
-    """Write bytes (or an iterable of byte chunks) to ``path`` through a temporary file in the
-    same directory, then rename.
-
-    After any failure (an ``OSError``, or an exception raised while producing ``data``) the
-    temporary file is removed, and an existing ``path`` is left exactly as it was.
-    The new file gets the usual permissions (0666 minus the umask), not mkstemp's 0600.
-    """
-    p = Path(path)
-    parent = check_output_path(p)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=parent)
-    except OSError as e:
-        raise OutputError(f"cannot write here: {e.strerror}", file=path,
-                          hint="choose a writable output directory") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if isinstance(data, (bytes, bytearray, memoryview)):
-                f.write(data)
-            else:  # an iterable of byte chunks, streamed
-                for chunk in data:
-                    f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, p)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise OutputError(f"cannot write: {e.strerror or e}", file=path) from None
-        raise
+# Output checks and atomic writing live in bnconvert/outputs.py; re-exported for existing callers.
+from ..outputs import atomic_write, write_files  # noqa: E402,F401
 
 
 def prototxt_text(net):
@@ -391,19 +332,5 @@ def write_net_files(net, prototxt_path, weights, caffemodel_path):
     """Write a prototxt and its caffemodel as one unit: if either cannot be produced or written,
     neither output is created or replaced. ``weights`` is a NetParameter or an iterable of the
     caffemodel's byte chunks (see :func:`bnconvert.caffe.fastblobs.caffemodel_chunks`)."""
-    written = []
     data_of_weights = [weights.SerializeToString()] if hasattr(weights, "SerializeToString") else weights
-    try:
-        for path, data in ((prototxt_path, prototxt_bytes(net)), (caffemodel_path, data_of_weights)):
-            tmp = Path(path).with_name(f".{Path(path).name}.pending")
-            atomic_write(tmp, data)
-            written.append((tmp, path))
-        for tmp, path in written:
-            os.replace(tmp, path)
-    except BaseException:
-        for tmp, _ in written:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        raise
+    write_files([(prototxt_path, prototxt_bytes(net)), (caffemodel_path, data_of_weights)])
