@@ -175,7 +175,7 @@ def _convert_layer(eng, L, scale):
     mark, n_warn = len(eng.namer.log), len(eng.warnings)
     for again in (False, True):
         result = CAFFE_TO_KERAS.get(L.type)(LayerContext(eng, L, paired_scale=scale))
-        outs, layouts = _normalize_result(result, len(tops))
+        outs, layouts = _normalize_result(result, len(tops), L, eng.net.path)
         layouts = [lo if lo is not None else lay.default_layout(len(eng.net.shapes[b]))
                    for b, lo in zip(tops, layouts or [None] * len(tops))]
         out_name = next((eng.namer.plan.outputs[b] for b, lo in zip(tops, layouts)
@@ -188,14 +188,16 @@ def _convert_layer(eng, L, scale):
     return outs, layouts
 
 
-def _normalize_result(result, n):
+def _normalize_result(result, n, L, path):
     layouts = None
     if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], (list, tuple)) \
             and all(x is None or isinstance(x, lay.Layout) for x in result[1]):
         result, layouts = result
     outs = list(result) if isinstance(result, (list, tuple)) else [result]
     if len(outs) != n:
-        raise ConversionError(f"internal: converter returned {len(outs)} outputs for {n} tops")
+        raise ConversionError(f"{n} tops, but its converter gives {len(outs)}: this form of the layer is not supported",
+                              file=path, layer=L.name, layer_type=L.type,
+                              hint="remove the extra tops if nothing reads them")
     return outs, layouts
 
 

@@ -53,3 +53,15 @@ def test_reduction(tmp_path, op, axis, shape):
         return {"out": (0.5 * fns[op](d.reshape(shape[:a] + (-1,)))).astype(np.float32)}
 
     check_numpy(tmp_path, proto(_layer("Reduction", params), shape=shape), ref)
+
+
+def test_a_converter_giving_fewer_outputs_than_tops_names_file_and_layer():
+    from types import SimpleNamespace
+
+    from bnconvert.c2k import _normalize_result
+    from bnconvert.errors import ConversionError
+
+    L = SimpleNamespace(name="p", type="Pooling")
+    with pytest.raises(ConversionError) as e:
+        _normalize_result(["x"], 2, L, "net.prototxt")
+    assert str(e.value).startswith("net.prototxt: layer 'p' (type Pooling): 2 tops, but its converter gives 1")
