@@ -8,8 +8,36 @@ from keras import ops
 from ._common import PACKAGE, _check, caffe_pool_geometry
 
 
+class _CaffeWindows(keras.layers.Layer):
+    """Caffe's pooling windows, shared by the pooling layers (not used on its own).
+
+    Args:
+        pool_size: (kh, kw).
+        strides: (sh, sw).
+        padding: Caffe's symmetric (ph, pw), smaller than the window.
+        ceil_mode: True to round output sizes up (Caffe's default), False to round down.
+    """
+
+    def __init__(self, pool_size, strides=(1, 1), padding=(0, 0), ceil_mode=True, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = tuple(int(v) for v in pool_size)
+        self.strides = tuple(int(v) for v in strides)
+        self.padding = tuple(int(v) for v in padding)
+        self.ceil_mode = bool(ceil_mode)
+        _check(all(p < k for p, k in zip(self.padding, self.pool_size)),
+               "`padding` must be smaller than `pool_size`.", f"padding={self.padding}, pool_size={self.pool_size}")
+
+    def _out(self, h, w):
+        return tuple(caffe_pool_geometry(s, k, st, p, self.ceil_mode)
+                     for s, k, st, p in zip((h, w), self.pool_size, self.strides, self.padding))
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides,
+                "padding": self.padding, "ceil_mode": self.ceil_mode}
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class CaffePooling2D(keras.layers.Layer):
+class CaffePooling2D(_CaffeWindows):
     """Max or average pooling with Caffe's exact output size, padding and divisor.
 
     Caffe rounds the output size up by default, drops a last window that would start inside the
@@ -25,19 +53,9 @@ class CaffePooling2D(keras.layers.Layer):
     """
 
     def __init__(self, method, pool_size, strides=(1, 1), padding=(0, 0), ceil_mode=True, **kwargs):
-        super().__init__(**kwargs)
         _check(method in ("max", "ave"), "`method` must be 'max' or 'ave'.", f"method={method!r}")
+        super().__init__(pool_size, strides, padding, ceil_mode, **kwargs)
         self.method = method
-        self.pool_size = tuple(int(v) for v in pool_size)
-        self.strides = tuple(int(v) for v in strides)
-        self.padding = tuple(int(v) for v in padding)
-        self.ceil_mode = bool(ceil_mode)
-        _check(all(p < k for p, k in zip(self.padding, self.pool_size)),
-               "`padding` must be smaller than `pool_size`.", f"padding={self.padding}, pool_size={self.pool_size}")
-
-    def _out(self, h, w):
-        return tuple(caffe_pool_geometry(s, k, st, p, self.ceil_mode)
-                     for s, k, st, p in zip((h, w), self.pool_size, self.strides, self.padding))
 
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape
@@ -80,12 +98,11 @@ class CaffePooling2D(keras.layers.Layer):
         return y if scale is None else y * ops.convert_to_tensor(scale, dtype=y.dtype)
 
     def get_config(self):
-        return {**super().get_config(), "method": self.method, "pool_size": self.pool_size,
-                "strides": self.strides, "padding": self.padding, "ceil_mode": self.ceil_mode}
+        return {**super().get_config(), "method": self.method}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class CaffeMaxPoolArgmax2D(keras.layers.Layer):
+class CaffeMaxPoolArgmax2D(_CaffeWindows):
     """Caffe's MAX Pooling with two tops: the pooled values and the argmax mask.
 
     The mask (float, as Caffe's top) is, per channel, the index ``h * W + w`` of the window's
@@ -98,19 +115,6 @@ class CaffeMaxPoolArgmax2D(keras.layers.Layer):
         padding: Caffe's symmetric (ph, pw).
         ceil_mode: True to round output sizes up (Caffe's default), False to round down.
     """
-
-    def __init__(self, pool_size, strides=(1, 1), padding=(0, 0), ceil_mode=True, **kwargs):
-        super().__init__(**kwargs)
-        self.pool_size = tuple(int(v) for v in pool_size)
-        self.strides = tuple(int(v) for v in strides)
-        self.padding = tuple(int(v) for v in padding)
-        self.ceil_mode = bool(ceil_mode)
-        _check(all(p < k for p, k in zip(self.padding, self.pool_size)),
-               "`padding` must be smaller than `pool_size`.", f"padding={self.padding}, pool_size={self.pool_size}")
-
-    def _out(self, h, w):
-        return tuple(caffe_pool_geometry(s, k, st, p, self.ceil_mode)
-                     for s, k, st, p in zip((h, w), self.pool_size, self.strides, self.padding))
 
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape
@@ -137,6 +141,3 @@ class CaffeMaxPoolArgmax2D(keras.layers.Layer):
                 arg = ops.where(better, ops.convert_to_tensor(index[None, :, :, None], dtype=x.dtype), arg)
         return [best, arg]
 
-    def get_config(self):
-        return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides,
-                "padding": self.padding, "ceil_mode": self.ceil_mode}
