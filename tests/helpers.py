@@ -29,3 +29,19 @@ def assert_close(actual, expected, name="output", rel=1e-4):
     err = float(np.max(np.abs(actual - expected))) if expected.size else 0.0
     assert err <= rel * scale, f"{name}: max|diff| {err:.3g} > {rel:g} * {scale:.3g}"
     return err
+
+
+def pb_varint(n):
+    """A protobuf varint, written here independently of bnconvert's readers (for hand-built files)."""
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def pb_field(number, wire, payload):
+    """One protobuf field: wire 0 (payload already a varint), 2 (length-delimited) or 5 (4 bytes)."""
+    tag = pb_varint(number << 3 | wire)
+    return tag + (pb_varint(len(payload)) + payload if wire == 2 else payload)

@@ -9,7 +9,7 @@ import keras
 from bnconvert.caffe.graph import load_net
 from bnconvert.errors import ConversionError
 
-from helpers import assert_close
+from helpers import assert_close, pb_field, pb_varint
 
 from . import _forks_ref as ref
 from ._util import check_numpy, convert, inputs_for, proto
@@ -258,28 +258,14 @@ def test_fork_layers_survive_save_and_load(tmp_path):
 
 # --- caffemodels written by the forks, with the forks' own field numbers -------------------------
 
-def _varint(n):
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(number, wire, payload):
-    tag = _varint(number << 3 | wire)
-    return tag + (_varint(len(payload)) + payload if wire == 2 else payload)
-
-
 def _blob(arr):
-    dims = b"".join(_varint(d) for d in arr.shape)
-    return _field(7, 2, _field(1, 2, dims)) + _field(5, 2, np.asarray(arr, "<f4").tobytes())
+    dims = b"".join(pb_varint(d) for d in arr.shape)
+    return pb_field(7, 2, pb_field(1, 2, dims)) + pb_field(5, 2, np.asarray(arr, "<f4").tobytes())
 
 
 def _fork_layer(name, typ, params=b"", blobs=()):
-    body = _field(1, 2, name.encode()) + _field(2, 2, typ.encode()) + params
-    return _field(100, 2, body + b"".join(_field(7, 2, _blob(b)) for b in blobs))
+    body = pb_field(1, 2, name.encode()) + pb_field(2, 2, typ.encode()) + params
+    return pb_field(100, 2, body + b"".join(pb_field(7, 2, _blob(b)) for b in blobs))
 
 
 def test_caffemodel_written_with_the_forks_field_numbers_loads(tmp_path):
@@ -293,13 +279,13 @@ def test_caffemodel_written_with_the_forks_field_numbers_loads(tmp_path):
            rng.normal(0, 0.5, (1, c, 1, 1)), rng.uniform(0.5, 2, (1, c, 1, 1))]
     seg = [rng.uniform(0.6, 1.4, (1, c, 1, 1)), rng.normal(0, 0.2, (1, c, 1, 1))]
     f32 = lambda v: np.float32(v).tobytes()  # noqa: E731
-    psp_param = _field(152, 2, _field(3, 5, f32(0.95)) + _field(4, 5, f32(1e-3)) + _field(5, 0, _varint(1)))
-    interp_param = _field(143, 2, _field(3, 0, _varint(2)))
-    seg_bn_param = _field(45, 2, _field(3, 0, _varint(1)))
-    seg_up_param = _field(137, 2, _field(1, 0, _varint(2)) + _field(2, 0, _varint(2)) + _field(3, 0, _varint(2))
-                          + _field(6, 0, _varint(10)) + _field(7, 0, _varint(8)))
-    enet_up_param = _field(147, 2, _field(1, 0, _varint(2)))
-    model = _field(1, 2, b"fork") + b"".join([
+    psp_param = pb_field(152, 2, pb_field(3, 5, f32(0.95)) + pb_field(4, 5, f32(1e-3)) + pb_field(5, 0, pb_varint(1)))
+    interp_param = pb_field(143, 2, pb_field(3, 0, pb_varint(2)))
+    seg_bn_param = pb_field(45, 2, pb_field(3, 0, pb_varint(1)))
+    seg_up_param = pb_field(137, 2, pb_field(1, 0, pb_varint(2)) + pb_field(2, 0, pb_varint(2)) + pb_field(3, 0, pb_varint(2))
+                          + pb_field(6, 0, pb_varint(10)) + pb_field(7, 0, pb_varint(8)))
+    enet_up_param = pb_field(147, 2, pb_field(1, 0, pb_varint(2)))
+    model = pb_field(1, 2, b"fork") + b"".join([
         _fork_layer("data", "Input"),
         _fork_layer("psp_bn", "BN", psp_param, psp),
         _fork_layer("interp", "Interp", interp_param),

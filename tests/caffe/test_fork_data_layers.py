@@ -14,6 +14,8 @@ from bnconvert.caffe import load_net
 from bnconvert.caffe.io import array_to_blob, read_caffemodel, read_prototxt
 from bnconvert.errors import ParseError
 
+from helpers import pb_field
+
 from ._nets import write
 
 FORKS = Path(__file__).resolve().parents[1] / "nets" / "forks"
@@ -106,20 +108,6 @@ def test_image_seg_data_shape_as_deeplab_sets_it_up(tmp_path, params, shape):
     assert net.shapes["data"] == shape and net.inputs == ["data"] and net.outputs == ["r"]
 
 
-def _varint(n):
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(number, payload):
-    """One length-delimited protobuf field, as a fork's writer emits it."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
 @pytest.mark.parametrize("fork,number", [("SegNet", 138), ("ENet", 46)])
 def test_fork_caffemodels_with_dense_image_data_load(tmp_path, fork, number):
     param = caffe_pb2.DenseImageDataParameter(source="/data/train.txt", batch_size=4, new_height=12, new_width=10,
@@ -129,8 +117,8 @@ def test_fork_caffemodels_with_dense_image_data_load(tmp_path, fork, number):
     w = np.arange(2 * 3 * 1 * 1, dtype=np.float32).reshape(2, 3, 1, 1)
     array_to_blob(w, conv.blobs.add())
     array_to_blob(np.array([0.5, -0.5], np.float32), conv.blobs.add())
-    data_bytes = data.SerializeToString() + _field(number, param.SerializeToString())
-    body = _field(100, data_bytes) + _field(100, conv.SerializeToString())  # NetParameter.layer = 100
+    data_bytes = data.SerializeToString() + pb_field(number, 2, param.SerializeToString())
+    body = pb_field(100, 2, data_bytes) + pb_field(100, 2, conv.SerializeToString())  # NetParameter.layer = 100
     cm = Path(tmp_path) / f"{fork}.caffemodel"
     cm.write_bytes(body)
     model = read_caffemodel(str(cm))
