@@ -18,17 +18,21 @@ def _channel_input(ctx):
     return ctx.input(0, lo), lay.keras_axis(1, rank, lo), lo
 
 
+def _batch_stats(ctx, what, fixes):
+    """A layer that Caffe runs on batch statistics in this phase: warn, or fail with --batch-stats error."""
+    msg = f"{what}; the Keras model uses the stored statistics at inference"
+    if ctx.options.get("on_batch_stats") == "error":
+        raise ctx.error(msg, hint=f"{fixes}, or allow it with --batch-stats convert")
+    ctx.warn(msg)
+
+
 @caffe_layer("BatchNorm")
 def batchnorm(ctx):
     """One BatchNormalization: statistics divided by the factor, gamma/beta from the paired Scale."""
     p = ctx.p.batch_norm_param
     if not use_global_stats(ctx.layer, ctx.net.phase):
-        msg = (f"use_global_stats is false in phase {ctx.net.phase}: Caffe normalizes with batch statistics "
-               f"here; the Keras model uses the stored statistics at inference")
-        if ctx.options.get("on_batch_stats") == "error":
-            raise ctx.error(msg, hint="set use_global_stats: true, convert --phase TEST, or allow it with "
-                                      "--batch-stats convert")
-        ctx.warn(msg)
+        _batch_stats(ctx, f"use_global_stats is false in phase {ctx.net.phase}: Caffe normalizes with batch "
+                          f"statistics here", "set use_global_stats: true, convert --phase TEST")
     mean, var, _ = batchnorm_stats(_stats_layer(ctx))
     x, axis, _ = _channel_input(ctx)
     scale = ctx.paired_scale
@@ -173,12 +177,8 @@ def _pspnet_bn(ctx, blobs):
     """Stored statistics in TEST or when frozen; bn_param's eps and momentum carried over."""
     p = ctx.p.bn_param
     if ctx.net.phase != "TEST" and not p.frozen:
-        msg = (f"PSPNet's BN normalizes with batch statistics in phase {ctx.net.phase} unless frozen; the Keras "
-               f"model uses the stored statistics at inference")
-        if ctx.options.get("on_batch_stats") == "error":
-            raise ctx.error(msg, hint="convert --phase TEST, set bn_param { frozen: true }, or allow it with "
-                                      "--batch-stats convert")
-        ctx.warn(msg)
+        _batch_stats(ctx, f"PSPNet's BN normalizes with batch statistics in phase {ctx.net.phase} unless frozen",
+                     "convert --phase TEST, set bn_param { frozen: true }")
     layer = keras.layers.BatchNormalization(axis=-1, momentum=float(p.momentum), epsilon=float(p.eps),
                                             name=ctx.name())
     return apply(layer, ctx.input(0, lay.NHWC), blobs)
