@@ -12,15 +12,17 @@ from ..caffe.graph import INPUT_TYPES
 from .result import NOT_COMPARABLE, BlobCheck
 
 
-def compare(net, ref_vals, local_vals, e2e_vals, rtol, atol, not_comparable=None):
+def compare(net, ref_vals, local_vals, e2e_vals, rtol, atol, not_comparable=None, row_order=None):
     """One :class:`BlobCheck` per reference blob version, in the net's layer order.
 
     ``local_vals`` are the Keras values of the layer check (None where it could not be made),
     ``e2e_vals`` those of the whole-model run, both by blob version id in Caffe's layout;
     ``not_comparable`` maps the blob versions where the reference is known not to be Caffe to
-    the reason (their rows are marked so, never judged).
+    the reason (their rows are marked so, never judged); ``row_order`` maps blob versions whose
+    rows the reference writes in its own documented order to (function, note): the Keras values
+    are put in that order before they are compared.
     """
-    not_comparable = not_comparable or {}
+    not_comparable, row_order = not_comparable or {}, row_order or {}
     pairs = pair_batchnorm_scale(net)
     paired_bn = {s.name: bn for bn, s in pairs.items()}
     rows = []
@@ -43,7 +45,11 @@ def compare(net, ref_vals, local_vals, e2e_vals, rtol, atol, not_comparable=None
             elif bid not in e2e_vals:
                 row.note = "no counterpart in the Keras model"
             else:
-                _fill(row, local_vals.get(bid), e2e_vals[bid], ref_vals[bid], rtol, atol)
+                local, e2e = local_vals.get(bid), e2e_vals[bid]
+                if bid in row_order:
+                    order, row.note = row_order[bid]
+                    local, e2e = (None if local is None else order(local)), order(e2e)
+                _fill(row, local, e2e, ref_vals[bid], rtol, atol)
                 row.suspects = _suspects(net, bid, ref_vals, e2e_vals, paired_bn)
             rows.append(row)
     return rows
@@ -63,7 +69,7 @@ def _unordered(layer, ref):
     for i in np.unique(rows[:, 0]):
         scores = rows[rows[:, 0] == i, 2]
         if len(np.unique(scores)) != len(scores):
-            return "detections with equal scores: their order is left to the implementation in Caffe"
+            return "detections with equal scores: their order is left to std::sort (in Caffe and in OpenCV)"
     return ""
 
 

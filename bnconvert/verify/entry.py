@@ -69,15 +69,16 @@ def verify(prototxt, caffemodel, keras_model=None, *, input=None, reference="aut
     backend = backend_name()
     dev = select_device(device, backend)
     if is_tflite(keras_model):  # a TFLite flatbuffer: its interpreter instead of Keras (tflite_model.py)
-        keras_vals, local_vals, model_desc, ran_on = tflite_values(net, keras_model, feeds, ref.values, progress)
+        keras_vals, local_vals, model_desc, ran_on, judged = tflite_values(net, keras_model, feeds, ref.values,
+                                                                           progress)
     else:
         with dev.scope(tf32):
             probes, model_desc = keras_probes(net, keras_model, ref.values, progress=progress)
             keras_vals, ran_on = run_probes(probes, net, feeds, dev, backend)
             local_vals = run_local(probes, net, feeds, ref.values, dev, backend)
-    rows = compare(net, ref.values, local_vals, keras_vals, rtol, atol, ref.not_comparable)
+    rows = compare(net, ref.values, local_vals, keras_vals, rtol, atol, ref.not_comparable, ref.row_order)
     if is_tflite(keras_model):
-        judge_rows(rows)
+        judge_rows(rows, judged)
     first = next((r for r in rows if r.status == "FAIL"), None)
     if not any(r.compared for r in rows):
         raise VerificationError("no blob of the net has a counterpart in the Keras model to compare",

@@ -45,7 +45,9 @@ def run_opencv(net, caffemodel, feeds):
             warnings = _cross_check(cv2, net, proto, weights, feeds, values)
         except cv2.error as e:
             raise ReferenceUnavailable(RUNTIME, cv_reason(e)) from None
-    return ReferenceRun(values, "opencv dnn", f"OpenCV {cv2.__version__}", warnings)
+    order = {L.tops[0]: (opencv_detection_order, OPENCV_ORDER_NOTE) for L in net.layers
+             if L.type == "DetectionOutput" and L.tops and L.tops[0] in values}
+    return ReferenceRun(values, "opencv dnn", f"OpenCV {cv2.__version__}", warnings, row_order=order)
 
 
 def _open(cv2, proto, weights, feeds, fusion):
@@ -98,6 +100,29 @@ def caffe_detection_rows(out, feeds):
         rows = np.full((n, 7), -1.0, np.float32)
         rows[:, 0] = np.arange(n)
     return rows.reshape(1, 1, -1, 7).astype(out.dtype)
+
+
+OPENCV_ORDER_NOTE = "rows compared in OpenCV's order (each image's rows by descending score)"
+
+
+def opencv_detection_order(dets):
+    """Caffe's DetectionOutput top ``[1, 1, N, 7]`` in the row order OpenCV dnn writes.
+
+    OpenCV (``detection_output_layer.cpp``, ``group_by_classes`` false by default) keeps the same
+    rows per image as Caffe and writes each image's rows sorted by descending score over all
+    labels, where Caffe groups them by label. A stable sort of Caffe's rows by score gives exactly
+    OpenCV's order when an image's scores are distinct; where they tie, OpenCV's ``std::sort``
+    leaves the order open (verify marks such a blob not comparable).
+    """
+    dets = np.asarray(dets)
+    if dets.ndim != 4 or dets.shape[-1] != 7:
+        return dets
+    rows = dets.reshape(-1, 7)
+    if len(rows) > 1 and np.any(np.diff(rows[:, 0]) < 0):
+        return dets  # not Caffe's image-by-image form: left as it is, so the comparison shows it
+    by_score = np.argsort(-rows[:, 2], kind="stable")
+    order = by_score[np.argsort(rows[by_score, 0], kind="stable")]  # each image's rows stay together
+    return rows[order].reshape(dets.shape)
 
 
 def _cross_check(cv2, net, proto, weights, feeds, values):

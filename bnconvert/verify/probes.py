@@ -48,7 +48,7 @@ def keras_probes(net, keras_model, ref_vals, progress=None):
     pairs = pair_batchnorm_scale(net)
     plan = plan_names(net, outputs=exposed or None, pairs=pairs)
     owner = {s.name: bn for bn, s in pairs.items()}
-    probes = {}
+    probes, known = {}, {id(p.tensor): p.layout for p in inputs.values()}
     for L in net.layers:
         if L.type in INPUT_TYPES or L.name in pairs:
             continue
@@ -56,7 +56,8 @@ def keras_probes(net, keras_model, ref_vals, progress=None):
             if bid in ref_vals:
                 t = _find_tensor(model, plan, by_output, net, L, i, bid, owner.get(L.name, L.name))
                 if t is not None:
-                    probes[bid] = Probe(t, infer_layout(t, net.shapes[bid]))
+                    probes[bid] = Probe(t, infer_layout(t, net.shapes[bid], known))
+                    known.setdefault(id(t), probes[bid].layout)
     return (model, probes, inputs), desc
 
 
@@ -154,12 +155,15 @@ def _check_input_shape(t, name, caffe_shape):
                                 hint="pass the Keras model converted from these Caffe files, or --input-shape")
 
 
-def infer_layout(tensor, caffe_shape):
+def infer_layout(tensor, caffe_shape, known=None):
     """How a Keras tensor of a model we did not build stores a Caffe blob, judged by its shape.
 
     A 4-d tensor is NHWC when its shape is the blob's with the channels last; a flattened
     tensor made by Flatten/Reshape from an NHWC tensor (through same-shape layers) keeps H,W,C
-    order; anything else is in Caffe's order.
+    order; anything else is in Caffe's order. ``known`` (id of a Keras tensor -> its layout, for
+    the tensors already matched to blobs) decides the flattened tensor's source where it is
+    known: an SSD head's ``Permute`` to H,W,C becomes an Identity whose output is already in
+    Caffe's order, so flattening it needs no reordering.
     """
     ks = tuple(tensor.shape[1:])
     cs = tuple(caffe_shape[1:])
@@ -167,7 +171,7 @@ def infer_layout(tensor, caffe_shape):
         if ks == (cs[1], cs[2], cs[0]):
             return lay.NHWC
         return lay.CAFFE
-    src = _flattened_from(tensor)
+    src = _flattened_from(tensor, known or {})
     if src is not None and int(np.prod(ks)) == int(np.prod(cs)):
         h, w, c = src
         if h * w > 1 and c > 1:
@@ -175,7 +179,7 @@ def infer_layout(tensor, caffe_shape):
     return lay.CAFFE
 
 
-def _flattened_from(tensor):
+def _flattened_from(tensor, known):
     """(H, W, C) when ``tensor`` is an NHWC tensor flattened (maybe followed by same-shape layers)."""
     t = tensor
     for _ in range(64):
@@ -191,6 +195,8 @@ def _flattened_from(tensor):
         if type(op).__name__ in ("Flatten", "Reshape") and len(p.shape) == 4:
             pop = p._keras_history.operation
             if type(pop).__name__ == "Permute":  # moved to Caffe's C,H,W order before flattening
+                return None
+            if id(p) in known and known[id(p)].kind != "nhwc":  # a blob held in Caffe's order
                 return None
             return tuple(int(d) for d in p.shape[1:])
         return None

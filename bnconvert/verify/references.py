@@ -34,6 +34,9 @@ class ReferenceRun:
         name, version: the runtime and its version.
         warnings: things the user should know about this run.
         not_comparable: blob version id -> why the reference's value there is not Caffe's.
+        row_order: blob version id -> (function, note): the function puts a Caffe-form value in
+            the order this runtime documents for that blob (OpenCV's DetectionOutput rows), so
+            the Keras value is compared with the reference's in the reference's own order.
     """
 
     values: dict
@@ -41,6 +44,7 @@ class ReferenceRun:
     version: str
     warnings: list = field(default_factory=list)
     not_comparable: dict = field(default_factory=dict)
+    row_order: dict = field(default_factory=dict)
 
 
 def reference_values(net, prototxt, caffemodel, feeds, reference, reference_blobs=None, ref_path=None):

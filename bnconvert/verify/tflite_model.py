@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import layout as lay
 from ..errors import VerificationError
+from ..naming import keras_name
 from .probes import caffe_form, to_caffe
 from .result import NOT_COMPARABLE
 
@@ -32,7 +33,12 @@ def _layer_of(tensor_name):
 
 
 def tflite_values(net, path, feeds, ref_vals, progress=None):
-    """(values by blob version id in Caffe layout, {} (no layer check), description, where it ran)."""
+    """(values by blob version id in Caffe layout, {} (no layer check), description, where it ran,
+    the blob versions read from the model's signature outputs).
+
+    A signature output is the net's output, or a blob the conversion was told to output
+    (``caffe2keras --outputs``, e.g. an SSD's heads beside its DetectionOutput), named
+    ``keras_name(blob)``."""
     from ..c2k import convert_net
     from ..tflite import interpreter
 
@@ -72,13 +78,22 @@ def tflite_values(net, path, feeds, ref_vals, progress=None):
             if tuple(int(s) for s in d["shape"][1:]) == shape and len(d["shape"]) == len(shape) + 1:
                 values[bid] = _unit_axes(to_caffe(np.array(interp.get_tensor(d["index"])), eng.layouts[bid],
                                                   net.shapes[bid]), _shape(ref_vals, bid, net))
+    signature = {}
     for bid in net.outputs:
         name = eng.tensors[bid]._keras_history.operation.name if bid in eng.tensors else None
         if name in outs:
-            values[bid] = _unit_axes(to_caffe(np.array(interp.get_tensor(outs[name])), eng.layouts[bid],
-                                              net.shapes[bid]), _shape(ref_vals, bid, net))
+            signature[bid] = outs[name]
+    for caffe_name, bid in net.final_versions().items():
+        if keras_name(caffe_name) in outs and bid in eng.tensors and bid not in net.inputs:
+            signature.setdefault(bid, outs[keras_name(caffe_name)])
+    for bid, index in signature.items():
+        a = np.array(interp.get_tensor(index))
+        if bid not in net.outputs and tuple(a.shape[1:]) != tuple(int(s) for s in eng.tensors[bid].shape[1:]):
+            continue  # not in the layout this conversion gives the blob: left to the tensor read above
+        values[bid] = _unit_axes(to_caffe(a, eng.layouts[bid], net.shapes[bid]), _shape(ref_vals, bid, net))
     values = {b: caffe_form(net, b, v) for b, v in values.items()}  # e.g. detections as Caffe's [1, 1, N, 7]
-    return values, {}, f"TFLite model {path}", "TFLite interpreter (CPU)"
+    judged = {b for b in signature if b in values}
+    return values, {}, f"TFLite model {path}", "TFLite interpreter (CPU)", judged
 
 
 
@@ -93,12 +108,13 @@ def _unit_axes(a, caffe_shape):
     return a.reshape(caffe_shape) if a.shape != tuple(caffe_shape) and same else a
 
 
-def judge_rows(rows):
+def judge_rows(rows, judged=()):
     """TFLite gives no layer check (its intermediate tensors cannot be fed the reference's values), and
     a deep net's float32 noise end to end reaches ~1e-4 relative: as for a Keras model, the end-to-end
-    error judges the net's outputs only. Other rows keep their end-to-end numbers, marked so."""
+    error judges the net's outputs only, and the model's other signature outputs (``judged``, blob
+    version ids). Other rows keep their end-to-end numbers, marked so."""
     for r in rows:
-        if r.compared and not r.is_output:
+        if r.compared and not r.is_output and r.version not in judged:
             r.status = NOT_COMPARABLE
             r.note = "end-to-end error only: TFLite has no layer check; the net's outputs are judged"
     return rows
