@@ -8,6 +8,7 @@ import math
 from types import SimpleNamespace
 
 from .caffe import bnpair
+from .caffe.coordmap import crop_rows
 from .caffe.graph import INPUT_TYPES, build_graph, is_loss_type, layer_included
 from .caffe.io import blob_shape, pb2, read_caffemodel, read_prototxt
 from .caffe.upgrade import upgrade_net, upgrade_v1
@@ -291,12 +292,13 @@ def check_input_names(layers, given, path):
                          file=path)
 
 
-def inspect_net(prototxt, caffemodel=None, phase="TEST", input_shapes=None, stages=()):
+def inspect_net(prototxt, caffemodel=None, phase="TEST", input_shapes=None, stages=(), crop_offsets="param"):
     """Describe a Caffe net: inputs, layers, BatchNorm details and unsupported layers.
 
     When the graph cannot be built (an input's shape is unknown, or a blob is missing in this
     phase), the layer table comes from the parsed NetParameter with unknown shapes and
-    ``notes`` says why, instead of failing.
+    ``notes`` says why, instead of failing. ``crop_offsets`` is as for
+    :func:`bnconvert.caffe.graph.build_graph`; ``crops`` lists each Crop's offsets.
     """
     phase = phase.upper()
     fields = {}
@@ -316,7 +318,7 @@ def inspect_net(prototxt, caffemodel=None, phase="TEST", input_shapes=None, stag
                      f"without those fields")
     try:
         net = build_graph(net_param, phase=phase, stages=stages, input_shapes=given, path=prototxt,
-                          upgrades=upgrades)
+                          upgrades=upgrades, crop_offsets=crop_offsets)
     except (ShapeError, GraphError) as e:
         missing = [t for t in _missing_input_shapes(layers, given) if None not in given]
         if missing:
@@ -357,6 +359,7 @@ def inspect_net(prototxt, caffemodel=None, phase="TEST", input_shapes=None, stag
         "outputs": outputs,
         "dropped": dropped,
         "batchnorm": bns,
+        "crops": crop_rows(net) if net is not None else [],
         "unsupported": unsupported,
         "unsupported_types": sorted({u["type"] for u in unsupported}),
         "converters_available": bool(types),

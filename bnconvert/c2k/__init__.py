@@ -234,7 +234,7 @@ def build_report(net, pairs, eng):
 
 
 def convert_caffe(prototxt, caffemodel, input_shapes=None, outputs=None, *, phase="TEST", stages=(),
-                  on_batch_stats="convert", progress=None):
+                  on_batch_stats="convert", progress=None, crop_offsets="param"):
     """Convert a Caffe prototxt + caffemodel. Returns (keras.Model, report dict).
 
     Args:
@@ -246,10 +246,13 @@ def convert_caffe(prototxt, caffemodel, input_shapes=None, outputs=None, *, phas
         phase: "TEST" (default) or "TRAIN"; selects layers by include/exclude rules.
         on_batch_stats: what to do with a BatchNorm that uses batch statistics in ``phase``
             (``use_global_stats: false``): "convert" (warn, use the stored statistics) or "error".
+        crop_offsets: offsets of a Crop without crop_param: "param" (BVLC Caffe, offset 0) or
+            "coordmap" (HED's Caffe fork: from the coordinate maps; see bnconvert/caffe/coordmap.py).
     """
     if on_batch_stats not in ("convert", "error"):
         raise ConversionError(f"on_batch_stats must be 'convert' or 'error'. Received: {on_batch_stats!r}")
-    net = load_net(prototxt, caffemodel, phase=phase, input_shapes=input_shapes, outputs=outputs, stages=stages)
+    net = load_net(prototxt, caffemodel, phase=phase, input_shapes=input_shapes, outputs=outputs, stages=stages,
+                   crop_offsets=crop_offsets)
     model, report, _ = convert_net(net, on_batch_stats=on_batch_stats, progress=progress)
     return model, report
 

@@ -28,6 +28,7 @@ class Layer:
     index: int = 0
     blobs: list = field(default_factory=list)  # numpy arrays, once weights are attached
     top_shapes: list = field(default_factory=list)
+    coord_offsets: tuple | None = None  # a param-less Crop's (h, w) offsets under crop_offsets="coordmap"
 
     def __repr__(self):
         return f"Layer({self.name!r}, {self.type!r}, {self.bottoms} -> {self.tops})"
@@ -182,7 +183,7 @@ def _transform_dict(lp):
 
 
 def build_graph(net_param, *, phase="TEST", level=0, stages=(), input_shapes=None, outputs=None,
-                path=None, upgrades=None):
+                path=None, upgrades=None, crop_offsets="param"):
     """Build the inference graph of an (already upgraded) ``NetParameter``.
 
     Args:
@@ -193,6 +194,8 @@ def build_graph(net_param, *, phase="TEST", level=0, stages=(), input_shapes=Non
             Data layers their shape. A single shape under key ``None`` applies to the only input.
         outputs: blob names to use as outputs instead of the unconsumed blobs.
         path: the prototxt path, for messages.
+        crop_offsets: "param" (BVLC: a Crop without crop_param crops at offset 0) or "coordmap"
+            (HED's fork: such a Crop's offsets come from the coordinate maps, see caffe/coordmap.py).
     """
     phase = str(phase).upper()
     if phase not in ("TEST", "TRAIN"):
@@ -339,8 +342,10 @@ def build_graph(net_param, *, phase="TEST", level=0, stages=(), input_shapes=Non
               dropped=dropped, transforms=transforms, param=net_param, upgrades=upgrades or {})
     if outputs:
         prune_to_outputs(net)
+    from .coordmap import assign_crop_offsets
     from .shapes import infer_shapes
 
+    assign_crop_offsets(net, crop_offsets)
     infer_shapes(net)
     check_duplicate_names(net)
     for note in (upgrades or {}).get("ignored_fields", ()):
@@ -448,11 +453,11 @@ def parse_net(prototxt):
 
 
 def load_net(prototxt, caffemodel=None, *, phase="TEST", input_shapes=None, outputs=None, stages=(), level=0,
-             allow_missing_weights=False):
+             allow_missing_weights=False, crop_offsets="param"):
     """Read a prototxt (and optionally its caffemodel) into an inference :class:`Net`."""
     net_param, upgrades = parse_net(prototxt)
     net = build_graph(net_param, phase=phase, level=level, stages=stages, input_shapes=input_shapes,
-                      outputs=outputs, path=prototxt, upgrades=upgrades)
+                      outputs=outputs, path=prototxt, upgrades=upgrades, crop_offsets=crop_offsets)
     if caffemodel is not None:
         from .fastblobs import read_caffemodel_blobs
         from .weights import attach_weights

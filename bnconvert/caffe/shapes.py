@@ -490,6 +490,8 @@ def crop_offsets(L, rank):
             offs[i] = o[0]
         elif len(o) > 1:
             offs[i] = o[i - a]
+    if getattr(L, "coord_offsets", None) is not None:  # HED's fork (see coordmap.py)
+        offs[-2:] = L.coord_offsets
     return offs
 
 

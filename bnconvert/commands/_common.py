@@ -15,6 +15,14 @@ def add_input_shape(parser, help="shape of an input blob (repeatable); needed fo
     parser.add_argument("--input-shape", action="append", metavar="[NAME=]N,C,H,W", default=[], help=help)
 
 
+def add_crop_offsets(parser):
+    """``--crop-offsets param|coordmap``: how a Crop without crop_param is read (BVLC or HED's fork)."""
+    parser.add_argument("--crop-offsets", choices=["param", "coordmap"], default="param",
+                        help="offsets of a Crop layer without crop_param: 'param' (BVLC Caffe: offset 0, "
+                             "the default) or 'coordmap' (HED's Caffe fork, s9xie/hed: aligned through the "
+                             "layers' coordinate maps, e.g. 34 px for HED's first side output)")
+
+
 def add_verbosity(parser):
     """``-v/--verbose`` (repeatable) and ``-q/--quiet`` (only warnings and errors, on stderr)."""
     parser.add_argument("-v", "--verbose", action="count", default=0,

@@ -9,7 +9,7 @@ from ..cli import parse_input_shapes
 from ..errors import ConversionError
 from ..outputs import OutputUnit, check_outputs, model_format, refuse_inputs, remove_orphaned_temporaries
 from ..floats import float32_text, shortest_float32
-from ._common import (add_input_shape, add_progress, add_verbosity, fmt_shape, model_kind, plural, print_rows,
+from ._common import (add_crop_offsets, add_input_shape, add_progress, add_verbosity, fmt_shape, model_kind, plural, print_rows,
                       print_warnings, progress_setting, report_bytes, stage_model)
 
 HELP = "convert a Caffe model (prototxt + caffemodel) to Keras"
@@ -23,6 +23,8 @@ examples:
   bnconvert caffe2keras train_val.prototxt w.caffemodel -o m.keras --input-shape data=1,3,227,227
   bnconvert caffe2keras deploy.prototxt weights.caffemodel -o saved_model/      (a SavedModel directory)
   bnconvert caffe2keras models/ -o converted/ --jobs 2      (every NAME.prototxt + NAME.caffemodel)
+  bnconvert caffe2keras hed_deploy.prototxt hed.caffemodel -o hed.keras --crop-offsets coordmap
+                                                            (HED's Caffe fork: param-less Crop offsets)
 
 The output format comes from the name: NAME.keras, NAME.h5 (or .hdf5), or a SavedModel directory
 for a path ending in '/' (or --format savedmodel). No output is ever one of the inputs, every output
@@ -55,12 +57,14 @@ def add_arguments(p):
                         "(for deployment; the default keeps BatchNormalization layers for fine-tuning)")
     p.add_argument("--report", metavar="FILE.json", help="write the conversion summary as JSON")
     p.add_argument("--jobs", type=int, default=1, help="parallel conversions in batch (directory) mode")
+    add_crop_offsets(p)
     add_verbosity(p)
     add_progress(p)
 
 
 def convert_one(prototxt, caffemodel, output, *, input_shapes=None, outputs=None, phase="TEST", stages=(),
-                fmt=None, batch_stats="convert", fold_bn=False, progress=None, report_path=None):
+                fmt=None, batch_stats="convert", fold_bn=False, progress=None, report_path=None,
+                crop_offsets="param"):
     """Convert and save one model (and its ``report_path`` JSON, as one unit). Returns the report dict.
 
     Every output path is checked against the inputs and each other before anything is read."""
@@ -81,7 +85,7 @@ def convert_one(prototxt, caffemodel, output, *, input_shapes=None, outputs=None
                     inputs=[prototxt, caffemodel]) as unit:
         t0 = time.perf_counter()
         net = load_net(prototxt, caffemodel, phase=phase, input_shapes=input_shapes, outputs=outputs,
-                       stages=stages)
+                       stages=stages, crop_offsets=crop_offsets)
         folded = []
         if fold_bn:
             from ..fold import fold_batchnorm
@@ -227,7 +231,7 @@ def run(args):
     input_shapes = parse_input_shapes(args.input_shape)
     outputs = [o.strip() for o in args.outputs.split(",") if o.strip()] if args.outputs else None
     kw = dict(input_shapes=input_shapes, outputs=outputs, phase=args.phase, stages=args.stage,
-              batch_stats=args.batch_stats, fold_bn=args.fold_bn)
+              batch_stats=args.batch_stats, fold_bn=args.fold_bn, crop_offsets=args.crop_offsets)
     if Path(args.prototxt).is_dir():
         return run_batch(args, kw)
     if not args.caffemodel:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from ._common import add_input_shape, add_verbosity, aggregate_warnings, print_warnings
+from ._common import add_crop_offsets, add_input_shape, add_verbosity, aggregate_warnings, print_warnings
 from ._text import describe_upgrades, table
 
 HELP = "show a Caffe net's inputs, layers, shapes, BatchNorm details and unsupported layers"
@@ -41,6 +41,7 @@ def add_common(parser, weights=True):
 
 def add_arguments(parser):
     add_common(parser)
+    add_crop_offsets(parser)
 
 
 def run(args):
@@ -48,7 +49,8 @@ def run(args):
     from ..inspect import inspect_net
 
     report = inspect_net(args.prototxt, args.caffemodel, phase=args.phase,
-                         input_shapes=parse_input_shapes(args.input_shape), stages=tuple(args.stage))
+                         input_shapes=parse_input_shapes(args.input_shape), stages=tuple(args.stage),
+                         crop_offsets=args.crop_offsets)
     if args.quiet:
         print_warnings(report["warnings"], "inspect")
     elif args.json:
@@ -91,6 +93,8 @@ def render(rep, verbose=0):
                 table(["layer", "type", "reason"], [[d["layer"], d["type"], d["reason"]] for d in rep["dropped"]])]
     if rep["batchnorm"]:
         out += ["", f"BatchNorm ({len(rep['batchnorm'])})", _batchnorm(rep["batchnorm"])]
+    if rep.get("crops"):
+        out += ["", f"Crop ({len(rep['crops'])})", _crops(rep["crops"])]
     out += ["", _unsupported(rep)]
     for title, key in (("Field errors (caffe2keras refuses these)", "field_errors"),
                        ("Ignored fields (in layers that inference drops)", "ignored_fields")):
@@ -151,6 +155,13 @@ def _batchnorm(bns):
                      _g(b["factor"]), _range(b["mean_range"]), _range(b["var_range"])])
     return table(["layer", "eps", "use_global_stats", "ma_fraction", "scale", "bias", "factor s",
                   "mean/s range", "var/s range"], rows)
+
+
+def _crops(crops):
+    rows = [[c["layer"], c["bottom"], c["reference"], str(c["axis"]), ", ".join(map(str, c["offsets"])),
+             c["source"], "-" if c["coordmap_offsets"] is None else ", ".join(map(str, c["coordmap_offsets"]))]
+            for c in crops]
+    return table(["layer", "bottom", "reference", "axis", "offsets", "from", "coordinate-map offsets"], rows)
 
 
 def _unsupported(rep):
