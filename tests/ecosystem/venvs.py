@@ -27,6 +27,9 @@ OLDEST = ["tensorflow==2.20.0", "keras==3.10.0", "numpy==1.26.4", "h5py==3.11.0"
 SPECS = {
     # keras + JAX from bnconvert's own [jax] extra: TensorFlow must not come along.
     "jax": ["-e", f"{ROOT}[jax]", "pytest>=8"],
+    # keras + PyTorch (README: `pip install bnconvert torch`), again without TensorFlow. Pinned: where
+    # pip's find-links offers the CPU wheel 2.13.0+cpu, == 2.13.0 takes it (the highest match), not a CUDA build.
+    "torch": ["-e", str(ROOT), "torch==2.13.0", "pytest>=8"],
     "oldest-tf": ["-e", str(ROOT), *OLDEST, "pytest>=8"],
     # the sdist test installs the unpacked sdist's [test] extra into this one each run
     "sdist": ["build", "pytest>=8"],
