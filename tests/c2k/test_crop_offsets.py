@@ -66,3 +66,30 @@ def test_cli_inspect_shows_the_offsets_and_help_names_the_option(capsys):
     with pytest.raises(SystemExit):
         main(["caffe2keras", "--help"])
     assert "--crop-offsets {param,coordmap}" in capsys.readouterr().out
+
+
+def test_coordmap_model_equals_opencv_on_the_net_with_explicit_offsets(hed, tmp_path):
+    """OpenCV runs BVLC's Crop; given the fork's offsets as crop_param, it runs HED as the fork does."""
+    cv2 = pytest.importorskip("cv2")
+    from bnconvert.caffe.io import read_prototxt, write_prototxt
+
+    cm, x = hed
+    text = read_prototxt(HED)
+    crops = [lp for lp in text.layer if lp.type == "Crop"]
+    for lp, o in zip(crops, FORK_OFFSETS):
+        lp.crop_param.axis = 2
+        lp.crop_param.offset.extend([o, o])
+    del text.input_dim[:]
+    text.input_dim.extend(SHAPE)
+    write_prototxt(text, tmp_path / "explicit.prototxt")
+    cvnet = cv2.dnn.readNetFromCaffe(str(tmp_path / "explicit.prototxt"), str(cm))
+    cvnet.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    cvnet.setInput(x["data"], "data")
+    names = ["sigmoid-dsn1", "sigmoid-dsn5", "sigmoid-fuse"]
+    ref = dict(zip(names, cvnet.forward(names)))
+    model, report = convert_caffe(str(HED), str(cm), input_shapes={"data": SHAPE}, outputs=names,
+                                  crop_offsets="coordmap")
+    got = dict(zip(names, run_keras(model, x, list(report["inputs"]))))
+    for n in names:
+        assert np.ptp(ref[n]) > 1e-3, f"{n}: reference must not be constant"
+        assert_close(got[n], np.asarray(ref[n]), n)
