@@ -83,6 +83,10 @@ CHECKS = {
                        "checks) and matches caffemodel weights by name, giving them to the first such layer; "
                        "bnconvert accepts it while at most one of them has weights, and gives the Keras layers "
                        "unique names."),
+    "CROP-COORDMAP": ("warning", "A Crop without crop_param crops at offset 0 in BVLC Caffe, but HED's Caffe fork "
+                      "(s9xie/hed), whose Crop has no parameters, aligns it through the layers' coordinate maps "
+                      "at a non-zero offset. Which one is right depends on the Caffe that trained the weights: "
+                      "convert HED-fork weights with --crop-offsets coordmap."),
     "GRAPH-BUILD": ("error", "The inference graph of the phase cannot be built, so Caffe could not load the "
                     "net either; the other checks ran on the net as written."),
 }
@@ -318,6 +322,17 @@ def field_findings(fields):
 # --- pooling rounding -----------------------------------------------------------------------
 
 
+def check_crop_offsets(ctx):
+    from .caffe.coordmap import crop_rows
+
+    if ctx.net is None:
+        return []
+    return [finding("CROP-COORDMAP", r["layer"], f"no crop_param: BVLC crops at offset 0, HED's fork at "
+                    f"{tuple(r['coordmap_offsets'])} ({r['bottom']} to the size of {r['reference']})")
+            for r in crop_rows(ctx.net)
+            if r["source"].startswith("no crop_param") and r["coordmap_offsets"] and any(r["coordmap_offsets"])]
+
+
 def _pool_sizes(ctx, lp):
     """(floor size, ceil size) of a pooling layer in the phase graph, or None if unknown."""
     from .caffe.shapes import _Err, pooling_geometry
@@ -391,7 +406,7 @@ def _unique(layers, type_):
 # --- driver -----------------------------------------------------------------------------------
 
 ALL_CHECKS = (check_bn_scale, check_bn_global_stats, check_bn_params, check_twins, check_bn_eps, check_bn_stats,
-              check_scale_fillers, check_pooling, check_duplicate_names)
+              check_scale_fillers, check_pooling, check_duplicate_names, check_crop_offsets)
 
 
 def _as_written(raw, path):

@@ -136,6 +136,7 @@ def test_every_check_is_triggered_and_documented(tmp_path):
     for net in sorted(NETS.glob("*.prototxt")):
         seen |= {f.code for f in lint_net(net)}
     seen |= {f.code for f in lint("bn_stats.prototxt", caffemodel=_stats_model(tmp_path / "w.caffemodel"))}
+    seen |= {f.code for f in lint_net(Path(__file__).resolve().parent / "nets" / "forks" / "hed_deploy.prototxt")}
     assert seen == set(CHECKS), f"never triggered: {sorted(set(CHECKS) - seen)}"
     doc = DOC.read_text()
     for code in CHECKS:
@@ -213,8 +214,17 @@ def test_duplicate_names_of_one_phase_are_not_twins():
     got = codes(lint("duplicate_names.prototxt"))
     assert got == {("NAME-DUPLICATE", "act", "info")}
     hed = lint_net(Path(__file__).resolve().parent / "nets" / "forks" / "hed_deploy.prototxt")
-    assert {(f.code, f.layer) for f in hed} == {("NAME-DUPLICATE", "crop")}
+    assert {(f.code, f.layer) for f in hed} == {("NAME-DUPLICATE", "crop"), ("CROP-COORDMAP", "crop")}
     assert "5 layers of phase TEST are named 'crop'" in " ".join(f.message for f in hed)
+
+
+def test_param_less_crops_with_fork_offsets_are_flagged():
+    hed = lint_net(Path(__file__).resolve().parent / "nets" / "forks" / "hed_deploy.prototxt")
+    crops = [f for f in hed if f.code == "CROP-COORDMAP"]
+    assert [f.severity for f in crops] == ["warning"] * 5
+    assert [f.message.split("HED's fork at ")[1].split(" ")[0:2] for f in crops] == [
+        [f"({o},", f"{o})"] for o in (34, 35, 36, 38, 42)]
+    assert "score-dsn1-up to the size of data" in crops[0].message and "--crop-offsets coordmap" in crops[0].why
 
 
 def test_cli_exit_code_on_field_errors(capsys):
