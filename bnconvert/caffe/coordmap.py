@@ -54,10 +54,13 @@ def filter_map(kernel, stride, pad):
     return tuple((Fraction(s), Fraction(k - 1, 2) - p) for k, s, p in zip(kernel, stride, pad))
 
 
-def _err(L):
-    def err(msg, hint=None):
-        return NoCoordMap(msg)
-    return err
+class _BadGeometry(NoCoordMap):
+    """An invalid kernel/stride/pad on the walk; shape inference reports it on its own layer."""
+
+
+def _err(msg, hint=None):
+    """The ``err`` callback of the shapes helpers."""
+    return _BadGeometry(msg)
 
 
 def layer_map(L, crop_offsets):
@@ -68,7 +71,7 @@ def layer_map(L, crop_offsets):
     if t in IDENTITY_TYPES:
         return IDENTITY
     if t in ("Convolution", "Deconvolution"):
-        k, s, pd, d = conv_geometry(L.param.convolution_param, _err(L))
+        k, s, pd, d = conv_geometry(L.param.convolution_param, _err)
         k = tuple((kk - 1) * dd + 1 for kk, dd in zip(k, d))
         m = filter_map(k, s, pd)
         return m if t == "Deconvolution" else inverse(m)
@@ -76,7 +79,7 @@ def layer_map(L, crop_offsets):
         if L.param.pooling_param.global_pooling:
             raise NoCoordMap(f"layer '{L.name}' (Pooling): global pooling has no fixed coordinate map")
         # The window does not depend on the input size; a large placeholder passes the fit check.
-        k, s, pd, _, _ = pooling_geometry(L, (1, 1, 1 << 20, 1 << 20), _err(L))
+        k, s, pd, _, _ = pooling_geometry(L, (1, 1, 1 << 20, 1 << 20), _err)
         return inverse(filter_map(k, s, pd))
     if t == "Crop":
         offs = crop_offsets.get(L.index) or param_offsets(L, 4)[2:]
@@ -150,6 +153,8 @@ def assign_crop_offsets(net, mode):
             continue
         try:
             found[L.index] = coord_crop_offsets(net, L, found)
+        except _BadGeometry:
+            continue  # infer_shapes, which runs next, refuses the faulty layer itself
         except NoCoordMap as e:
             if mode == "coordmap":
                 raise GraphError(f"HED's coordinate-map crop offsets cannot be computed: {e}", file=net.path,

@@ -203,3 +203,15 @@ def test_random_chains_match_coord_map_py(tmp_path):
         assert offsets(net)["k"] == (int(off), int(off)), chain
         checked += 1
     assert checked >= 15
+
+
+def test_an_unknown_mode_is_refused(tmp_path):
+    with pytest.raises(GraphError, match=r"crop offsets must be one of param, coordmap. Received: 'hed'"):
+        load(tmp_path, conv("c", "data", 3, p=4) + crop("k", "c", "data"), mode="hed")
+
+
+def test_bad_geometry_on_the_walk_is_refused_on_its_own_layer(tmp_path):
+    text = pool("p", "data", 2, 2, p=2) + conv("up", "p", 4, s=2, t="Deconvolution") + crop("k", "up", "data")
+    with pytest.raises(ShapeError, match="pad .* must be smaller than the kernel") as ei:
+        load(tmp_path, text)
+    assert ei.value.layer == "p"
