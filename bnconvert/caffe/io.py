@@ -328,9 +328,10 @@ def write_caffemodel(net, path):
     atomic_write(path, net.SerializeToString())
 
 
-def write_net_files(net, prototxt_path, weights, caffemodel_path):
+def write_net_files(net, prototxt_path, weights, caffemodel_path, header=""):
     """Write a prototxt and its caffemodel as one unit: if either cannot be produced or written,
     neither output is created or replaced. ``weights`` is a NetParameter or an iterable of the
-    caffemodel's byte chunks (see :func:`bnconvert.caffe.fastblobs.caffemodel_chunks`)."""
+    caffemodel's byte chunks (see :func:`bnconvert.caffe.fastblobs.caffemodel_chunks`); ``header``
+    is written before the prototxt's text (comment lines, e.g. keras2caffe's target)."""
     data_of_weights = [weights.SerializeToString()] if hasattr(weights, "SerializeToString") else weights
-    write_files([(prototxt_path, prototxt_bytes(net)), (caffemodel_path, data_of_weights)])
+    write_files([(prototxt_path, header.encode("utf-8") + prototxt_bytes(net)), (caffemodel_path, data_of_weights)])

@@ -22,7 +22,7 @@ from ..naming import unique_name
 from ..progress import Progress
 from ..registry import KERAS_TO_CAFFE
 from ._context import LayerContext, fill
-from .targets import check_target
+from .targets import check_target, target_comment
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -394,7 +394,8 @@ def keras_to_caffe(model_or_path, prototxt_path, caffemodel_path, input_shape=No
     model, path = _load(model_or_path)
     deploy, eng, report = _convert_engine(model, input_shape, progress, path, target)
     # Streamed from the arrays: no protobuf copy of the weights is ever built in memory.
-    write_net_files(deploy, prototxt_path, caffemodel_chunks(eng.net, eng.arrays), caffemodel_path)
+    write_net_files(deploy, prototxt_path, caffemodel_chunks(eng.net, eng.arrays), caffemodel_path,
+                    header=target_comment(eng.target))
     report.update(prototxt=str(prototxt_path), caffemodel=str(caffemodel_path))
     return report
 

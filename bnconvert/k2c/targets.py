@@ -6,10 +6,20 @@ its own layer set: no ``Clip`` (ReLU6 becomes its ``ReLU6`` type, other clips Re
 ``Log`` ignores base/scale/shift (they become Power layers around it), no ``Threshold``, ``Reduction``,
 ``ArgMax`` or Caffe ``Tile``. Converters ask ``ctx.target`` and emit what that runtime computes exactly,
 or refuse with the reason.
+
+The prototxt keras2caffe writes starts with the line ``# bnconvert keras2caffe --target NAME``: a
+comment, which every protobuf text parser (BVLC Caffe's, OpenCV's, protobuf's Python one) skips,
+so the file loads as before, while ``bnconvert verify`` reads it to pick the matching reference
+(:func:`recorded_target`).
 """
 from __future__ import annotations
 
+import os
+
 from ..errors import ConversionError
+
+MARK = "# bnconvert keras2caffe --target "
+_HEAD_BYTES = 4096
 
 TARGETS = {
     "caffe": "BVLC Caffe",
@@ -28,3 +38,29 @@ def refuse(ctx, what):
     """The error for a construct the target runtime cannot compute: ``what`` says why."""
     return ctx.error(f"{what}, so --target {ctx.target} cannot hold this layer",
                      hint="use --target caffe" if ctx.target != "caffe" else None)
+
+
+def target_comment(target):
+    """The prototxt's first line, recording the target it was written for."""
+    return f"{MARK}{check_target(target)}\n"
+
+
+def recorded_target(prototxt):
+    """The target a keras2caffe prototxt records in its leading comment lines, or None.
+
+    Only the comment lines before the first field count (a mark further down is not ours).
+    """
+    if not isinstance(prototxt, (str, os.PathLike)):
+        return None
+    try:
+        with open(prototxt, "rb") as f:
+            head = f.read(_HEAD_BYTES)
+    except OSError:
+        return None
+    for line in head.decode("utf-8", "replace").lstrip("\ufeff").splitlines():
+        line = line.strip()
+        if line.startswith(MARK) and line[len(MARK):].strip() in TARGETS:
+            return line[len(MARK):].strip()
+        if line and not line.startswith("#"):
+            return None
+    return None

@@ -87,7 +87,7 @@ def verify(prototxt, caffemodel, keras_model=None, *, input=None, reference="aut
                           reference_version=ref.version, backend=backend, device=ran_on,
                           device_kind=dev.kind, tf32=dev.tf32_state(tf32), input=input_desc, rtol=rtol, atol=atol,
                           prototxt=str(prototxt), caffemodel=str(caffemodel), keras_model=model_desc,
-                          warnings=list(ref.warnings))
+                          warnings=list(ref.warnings), reference_reason=ref.reason)
     files = [(report, (json.dumps(result.to_dict(), indent=2, default=_json_default) + "\n").encode("utf-8"))]
     files.append((html, render_html(result).encode("utf-8")))
     write_files([(p, data) for p, data in files if p], inputs=given)

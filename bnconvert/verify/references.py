@@ -3,6 +3,11 @@
 A reference run gives every blob version it can show, by blob version id, in NCHW. "auto" runs
 pycaffe when a ``caffe`` module is importable and falls back to OpenCV dnn when pycaffe cannot
 run the net (with a warning saying why); a reference the user names is never replaced.
+
+A prototxt written by keras2caffe records its target runtime in its first line
+(:func:`bnconvert.k2c.targets.recorded_target`). "auto" then runs that runtime: OpenCV dnn for
+``--target opencv``, pycaffe (when importable, else OpenCV with a warning) for ``--target caffe``;
+the run's ``reason`` says so in verify's output.
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ class ReferenceRun:
         name, version: the runtime and its version.
         warnings: things the user should know about this run.
         not_comparable: blob version id -> why the reference's value there is not Caffe's.
+        reason: why this runtime was chosen, when not by the plain "auto" rule.
         row_order: blob version id -> (function, note): the function puts a Caffe-form value in
             the order this runtime documents for that blob (OpenCV's DetectionOutput rows), so
             the Keras value is compared with the reference's in the reference's own order.
@@ -45,6 +51,7 @@ class ReferenceRun:
     warnings: list = field(default_factory=list)
     not_comparable: dict = field(default_factory=dict)
     row_order: dict = field(default_factory=dict)
+    reason: str = ""
 
 
 def reference_values(net, prototxt, caffemodel, feeds, reference, reference_blobs=None, ref_path=None):
@@ -55,9 +62,13 @@ def reference_values(net, prototxt, caffemodel, feeds, reference, reference_blob
         return ReferenceRun(final_only(net, load_npz(ref_path)), f"stored blobs {ref_path}", stored_version(ref_path))
     if reference not in REFERENCES:
         raise VerificationError(f"reference must be auto, caffe, opencv or npz:PATH. Received: {reference!r}")
+    from ..k2c.targets import recorded_target
     from .opencv import run_opencv
     from .pycaffe import pycaffe_importable, run_pycaffe
 
+    target = recorded_target(prototxt)
+    if target is not None:
+        return _for_target(target, reference, net, prototxt, caffemodel, feeds)
     if reference == "caffe":
         if not pycaffe_importable():
             raise VerificationError("--reference caffe: pycaffe ('import caffe') is not importable",
@@ -80,6 +91,34 @@ def reference_values(net, prototxt, caffemodel, feeds, reference, reference_blob
                                     file=prototxt) from None
         raise
     run.warnings[:0] = notes
+    return run
+
+
+def _for_target(target, reference, net, prototxt, caffemodel, feeds):
+    """The reference for a keras2caffe export written for ``target``: that runtime under "auto";
+    a reference the user names is run as named, with a warning when it is not the target's."""
+    from .opencv import run_opencv
+    from .pycaffe import pycaffe_importable, run_pycaffe
+
+    said = f"the prototxt records keras2caffe --target {target}"
+    if reference != "auto":
+        run = reference_values(net, None, caffemodel, feeds, reference)
+        if {"caffe": "caffe", "opencv": "opencv"}[reference] != target:
+            run.warnings.append(f"{said}, but --reference {reference} was asked for: the comparison is with a "
+                                f"runtime the export was not written for")
+        return run
+    if target == "opencv":
+        run = run_opencv(net, caffemodel, feeds)
+        run.reason = f"chosen because {said}"
+        return run
+    if pycaffe_importable():
+        run = run_pycaffe(net, caffemodel, feeds)
+        run.reason = f"chosen because {said} (BVLC Caffe)"
+        return run
+    run = run_opencv(net, caffemodel, feeds)
+    run.warnings.insert(0, f"{said} (BVLC Caffe), but pycaffe ('import caffe') is not importable: compared "
+                           f"with OpenCV dnn instead")
+    run.reason = "pycaffe not importable for this --target caffe export"
     return run
 
 

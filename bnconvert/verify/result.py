@@ -60,6 +60,7 @@ class VerifyResult:
     caffemodel: str
     keras_model: str
     warnings: list = field(default_factory=list)
+    reference_reason: str = ""  # why this reference, when a keras2caffe export's target chose it
 
     @property
     def compared(self):
@@ -124,7 +125,8 @@ class VerifyResult:
         n_nc = len(self.not_comparable)
         n_skip = len(self.rows) - len(self.compared) - n_nc
         nc = f", {n_nc} not comparable with this reference" if n_nc else ""
-        lines = [f"reference: {self.reference} ({self.reference_version})",
+        why = f"; {self.reference_reason}" if self.reference_reason else ""
+        lines = [f"reference: {self.reference} ({self.reference_version}){why}",
                  f"keras: backend {self.backend} on {self.device} [{self.device_kind}], TF32 {self.tf32}",
                  f"input: {self.input}",
                  f"tolerance per blob: max|d| <= {self.atol:g} + {self.rtol:g} * max(1, max|ref|)",
