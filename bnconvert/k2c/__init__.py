@@ -2,7 +2,8 @@
 
 Keras tensors are NHWC, Caffe blobs NCHW; the engine tracks each tensor's layout (see
 :mod:`bnconvert.layout`) and inserts Permute/Reshape layers only where a consumer needs another
-order. Every Keras layer's output becomes a Caffe blob named after the layer, so the Caffe net's
+order (for BVLC Caffe, which has no Permute, the exact Reshape/Slice/Concat form of
+:mod:`bnconvert.k2c.transpose`). Every Keras layer's output becomes a Caffe blob named after the layer, so the Caffe net's
 outputs are named after the Keras outputs.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..progress import Progress
 from ..registry import KERAS_TO_CAFFE
 from ._context import LayerContext, fill
 from .targets import check_target, target_comment
+from .transpose import permute_blob
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -183,6 +185,7 @@ class Engine:
         self.consumers, self.output_keys = {}, set()
         self.batchnorm = []
         self.output_tops = {}  # tensor key -> a top already holding that output in Keras's order
+        self.current_layer = None  # (name, type) of the Keras layer being converted, for refusals
         self.arrays = []  # float32 blobs of each layer of self.net, in order (kept out of the message)
 
     def warn(self, msg):
@@ -232,15 +235,14 @@ class Engine:
             c, h, w = have.chw
             t = self.add_layer(base + "_unflat", "Reshape", [b.top], None, (), dict(
                 reshape_param=dict(shape=dict(dim=[0, c, h, w]))))
-            t = self.add_layer(base + "_hwc", "Permute", [t], None, (), dict(
-                permute_param=dict(order=list(lay.NCHW_TO_NHWC))))
+            t = permute_blob(self, base + "_hwc", t, (b.shape[0], c, h, w), lay.NCHW_TO_NHWC)
             t = self.add_layer(base, "Flatten", [t], None, (), {})
         elif lay.same_element_order(b.shape, have if have.kind == "nhwc" else want):
             dims = [0] + list(b.shape[1:]) if want.kind == "caffe" else [0] + list(lay.caffe_shape(b.shape, want)[1:])
             t = self.add_layer(base, "Reshape", [b.top], None, (), dict(reshape_param=dict(shape=dict(dim=dims))))
         else:
             order = lay.caffe_permute_order(have, want)
-            t = self.add_layer(base, "Permute", [b.top], None, (), dict(permute_param=dict(order=list(order))))
+            t = permute_blob(self, base, b.top, lay.caffe_shape(b.shape, have), order)
         self._relayout[key] = t
         return t
 
@@ -314,6 +316,7 @@ def _convert_engine(model, input_shape=None, progress=None, path=None, target="c
     bar = Progress(len(steps), "keras2caffe", enabled=progress)
     for s in steps:
         bar.step(s.layer.name)
+        eng.current_layer = (s.layer.name, type(s.layer).__name__)
         ctx = LayerContext(eng, s)
         result = KERAS_TO_CAFFE.get(type(s.layer).__name__)(ctx)
         outs = result if isinstance(result, list) else [result]
@@ -346,6 +349,7 @@ def _finish_outputs(eng, out_keys, outputs):
     for k, t in zip(out_keys, outputs):
         b = eng.materialize(eng.blobs[k])
         want_name = t._keras_history.operation.name
+        eng.current_layer = (want_name, type(t._keras_history.operation).__name__)
         top = eng.output_tops.get(k) or eng.relayout(
             b, lay.default_layout(len(b.shape)) if b.layout.kind != "flat_hwc" else lay.CAFFE)
         if top != want_name:

@@ -8,6 +8,7 @@ from ..registry import keras_layer
 from ._context import Blob
 from .conv import upsample_kernel
 from .elementwise import _common
+from .transpose import permute_blob
 
 # Layers that pass a tensor through unchanged at inference (see activation.dropped).
 PASS_THROUGH = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
@@ -48,7 +49,8 @@ def flatten(ctx):
             if not ctx.is_output():
                 return ctx.out(ctx.add("Flatten", [x]), lay.flat_hwc(c, h, w), nonneg=b.nonneg)
             flat = ctx.add("Flatten", [x], "chw")
-            hwc = ctx.add("Permute", [x], "hwc", permute_param=dict(order=list(lay.NCHW_TO_NHWC)))
+            hwc = permute_blob(ctx._engine, f"{ctx.base}/hwc", x, lay.caffe_shape(b.shape, lay.NHWC),
+                               lay.NCHW_TO_NHWC)
             ctx._engine.output_tops[ctx.step.outputs[0]] = ctx.add("Flatten", [hwc])
             return ctx.out(flat, lay.flat_hwc(c, h, w), nonneg=b.nonneg)
     x = ctx.input(0, b.layout) if lay.same_element_order(b.shape, b.layout) and b.pad is None else ctx.input(0, lay.CAFFE)
@@ -87,7 +89,8 @@ def permute(ctx):
         if order == tuple(range(rank)):
             return Blob(x, tuple(ctx.out_shape(0)), want, b.nonneg)
     order = lay.keras_perm_to_caffe(perm, rank, have, wants[0])
-    return ctx.out(ctx.add("Permute", [x], permute_param=dict(order=list(order))), wants[0], nonneg=b.nonneg)
+    top = permute_blob(ctx._engine, ctx.base, x, lay.caffe_shape(b.shape, have), order)
+    return ctx.out(top, wants[0], nonneg=b.nonneg)
 
 
 @keras_layer("Concatenate")

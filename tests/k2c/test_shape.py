@@ -32,7 +32,18 @@ def test_reshape(check, target):
 
 @pytest.mark.parametrize("dims", [(3, 1, 2), (2, 1, 3), (1, 3, 2)])
 def test_permute(check, dims):
-    check(_model(L.Permute(dims, name="perm"), L.Conv2D(2, 1, name="after")))
+    """The default target has no Permute (BVLC Caffe lacks it): a transpose of two axis groups becomes
+    Reshape/Slice/Concat (tests/k2c/test_transpose.py); other orders are refused there and kept as
+    Permute for OpenCV."""
+    from bnconvert.errors import ConversionError
+
+    model = _model(L.Permute(dims, name="perm"), L.Conv2D(2, 1, name="after"))
+    if dims == (3, 1, 2):
+        check(model)
+    else:
+        with pytest.raises(ConversionError, match="BVLC Caffe has no Permute layer"):
+            check(model)
+    check(model, target="opencv")
 
 
 @pytest.mark.parametrize("pad", [1, ((0, 1), (2, 1)), ((2, 0), (0, 0))])
