@@ -298,11 +298,18 @@ def run_local(probes, net, feeds, ref_vals, dev, backend):
 
 def caffe_form(net, bid, a):
     """A blob as Caffe writes it where the conversion's form differs by design: DetectionOutput's
-    fixed (num, rows, 7) with padding rows becomes Caffe's [1, 1, N, 7] of the valid rows."""
+    fixed (num, rows, 7) with padding rows becomes Caffe's [1, 1, N, 7] of the valid rows; a blob
+    Caffe holds with one batch row whatever the batch (PriorBox's (1, 2, P) and its Concat), which
+    the conversion gives every batch row, becomes that one row (only when the rows are all equal:
+    otherwise it stays, and the shape check shows it)."""
     if net.producer[bid].type == "DetectionOutput":
         from ..keras_layers.detection import caffe_detections
 
         return caffe_detections(a)
+    want = tuple(net.shapes.get(bid, ()))
+    if want and want[0] == 1 and a.ndim == len(want) and a.shape[0] > 1 and a.shape[1:] == want[1:] \
+            and (a == a[:1]).all():
+        return a[:1]
     return a
 
 

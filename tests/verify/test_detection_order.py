@@ -72,6 +72,12 @@ def test_mobilenet_ssd_keras_passes_against_opencv(tmp_path, ssd_weights):
     for name in HEADS + ["conv11_mbox_loc_flat", "conv13_mbox_conf_flat"]:
         assert rows[name]["status"] == "ok", rows[name]
     assert rep["not_comparable"] == 0
+    # two images: OpenCV orders each image's rows; the priors (one batch row in Caffe) compare as one row
+    rc, rep, rows = _verify(tmp_path, ssd_weights, out, SSD, "--batch", "2")
+    assert rc == 0 and rep["passed"], [r for r in rows.values() if r["status"] == "FAIL"]
+    assert rows["detection_out"]["shape"][2] > det["shape"][2]
+    for name in ["mbox_priorbox", "conv11_mbox_priorbox"]:
+        assert rows[name]["status"] == "ok" and rows[name]["e2e_rel"] <= 1e-4, rows[name]
 
 
 def test_opencv_rows_are_not_in_caffes_order_for_this_net(ssd_weights):
