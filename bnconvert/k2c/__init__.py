@@ -3,8 +3,8 @@
 Keras tensors are NHWC, Caffe blobs NCHW; the engine tracks each tensor's layout (see
 :mod:`bnconvert.layout`) and inserts Permute/Reshape layers only where a consumer needs another
 order (for BVLC Caffe, which has no Permute, the exact Reshape/Slice/Concat form of
-:mod:`bnconvert.k2c.transpose`). Every Keras layer's output becomes a Caffe blob named after the layer, so the Caffe net's
-outputs are named after the Keras outputs.
+:mod:`bnconvert.k2c.transpose`). Every Keras layer's output becomes a Caffe blob named after the
+layer, so the Caffe net's outputs are named after the Keras outputs.
 """
 from __future__ import annotations
 

@@ -3,7 +3,6 @@ target gets Reshape/Slice/Concat, run in real BVLC Caffe; --target opencv keeps 
 that is no transpose of two axis groups is refused, naming the Keras layer."""
 import keras
 import numpy as np
-import pytest
 
 from bnconvert import layout as lay
 from bnconvert.caffe.io import write_caffemodel, write_prototxt
