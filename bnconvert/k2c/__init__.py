@@ -23,7 +23,7 @@ from ..naming import unique_name
 from ..progress import Progress
 from ..registry import KERAS_TO_CAFFE
 from ._context import LayerContext, fill
-from .targets import check_target, target_comment
+from .targets import check_target, fork_layer_warnings, target_comment
 from .transpose import permute_blob
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -327,6 +327,8 @@ def _convert_engine(model, input_shape=None, progress=None, path=None, target="c
             eng.blobs[k] = b
     bar.close()
     out_names = _finish_outputs(eng, out_keys, outputs)
+    for w in fork_layer_warnings(eng.net, eng.target):
+        eng.warn(w)
     deploy = pb2().NetParameter()
     deploy.CopyFrom(eng.net)
     report = {

@@ -27,6 +27,32 @@ TARGETS = {
 }
 
 
+# Layer types keras2caffe can write that BVLC Caffe does not have: the forks that define them.
+FORK_LAYERS = {
+    "PriorBox": "weiliu89/caffe (SSD)",
+    "DetectionOutput": "weiliu89/caffe (SSD)",
+    "Normalize": "weiliu89/caffe (SSD)",
+    "Permute": "weiliu89/caffe (SSD)",
+    "Interp": "PSPNet's and DeepLab v2's Caffe",
+    "Upsample": "SegNet's, ENet's and the YOLOv3 ports' Caffe",
+    "ShuffleChannel": "the ShuffleNet Caffe ports",
+}
+
+
+def fork_layer_warnings(net, target):
+    """For --target caffe: one warning per fork-only layer type the net holds (BVLC Caffe cannot load them;
+    the fork's Caffe and OpenCV dnn can)."""
+    if target != "caffe":
+        return []
+    found = {}
+    for layer in net.layer:
+        if layer.type in FORK_LAYERS:
+            found.setdefault(layer.type, []).append(layer.name)
+    return [f"{len(names)} {t} layer{'s' if len(names) != 1 else ''} ({', '.join(names[:3])}"
+            f"{', ...' if len(names) > 3 else ''}): {t} is a layer of {FORK_LAYERS[t]}, not of BVLC Caffe; "
+            f"run the files there or in OpenCV dnn (--target opencv)" for t, names in found.items()]
+
+
 def check_target(target):
     if target not in TARGETS:
         raise ConversionError(f"unknown keras2caffe target {target!r}. Received: target={target!r}",

@@ -90,3 +90,15 @@ def test_cli_target_option(tmp_path):
         text = proto.read_text()
         assert want in text and absent not in text, text
     cv2.dnn.readNetFromCaffe(str(tmp_path / "opencv.prototxt"), str(tmp_path / "opencv.caffemodel"))
+
+
+def test_fork_layers_are_named_for_the_bvlc_target():
+    """A layer BVLC Caffe lacks (here the fork's Interp) is written, and the report says which fork runs it."""
+    from bnconvert.keras_layers import CaffeInterp
+
+    x = keras.Input((5, 6, 4), batch_size=1)
+    model = keras.Model(x, CaffeInterp((9, 11), name="zoom")(L.Conv2D(4, 1, name="pre")(x)))
+    warnings = convert(model, target="caffe")[2]["warnings"]
+    assert any(w.startswith("1 Interp layer (zoom): Interp is a layer of PSPNet's and DeepLab v2's Caffe")
+               for w in warnings), warnings
+    assert not any("not of BVLC Caffe" in w for w in convert(model, target="opencv")[2]["warnings"])
