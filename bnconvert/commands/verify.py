@@ -1,7 +1,7 @@
 """``bnconvert verify``: compare a Caffe net and its Keras model blob by blob (the GPU verification pass)."""
 from __future__ import annotations
 
-from ._common import add_input_shape, add_progress, add_verbosity, print_warnings, progress_setting
+from ._common import add_crop_offsets, add_input_shape, add_progress, add_verbosity, print_warnings, progress_setting
 
 HELP = "run a Caffe net and its Keras model side by side and compare every blob (exit 0 ok, 1 off, 2 bad input)"
 DESCRIPTION = """\
@@ -59,6 +59,7 @@ def add_arguments(parser):
     order.add_argument("--bgr", dest="channel_order", action="store_const", const="bgr",
                        help="feed image channels as BGR (Caffe's order; the default)")
     parser.add_argument("--resize", metavar="H,W", help="resize the image to H,W (default: the net's input size)")
+    add_crop_offsets(parser)
     parser.add_argument("--all", action="store_true", help="also list the blobs that were not compared (as -v)")
     add_progress(parser)
     add_verbosity(parser)
@@ -83,7 +84,8 @@ def run(args):
                     device=args.device, batch=args.batch, rtol=args.rtol, atol=args.atol, report=args.report,
                     html=args.html, input_shapes=parse_input_shapes(args.input_shape), phase=args.phase,
                     seed=args.seed, tf32=args.tf32, mean=mean, scale=args.scale, channel_order=args.channel_order,
-                    resize=resize, progress=progress_setting(args))
+                    resize=resize, progress=progress_setting(args),
+                    crop_offsets=args.crop_offsets)
     print_warnings(result.warnings, "verify", verbose=args.verbose)
     if args.quiet:
         return 0 if result.passed else 1

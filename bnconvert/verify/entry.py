@@ -25,7 +25,7 @@ DEFAULT_ATOL = 0.0
 def verify(prototxt, caffemodel, keras_model=None, *, input=None, reference="auto", reference_blobs=None,
            device="auto", batch=None, rtol=DEFAULT_RTOL, atol=DEFAULT_ATOL, report=None, html=None,
            input_shapes=None, phase="TEST", seed=0, tf32=False, mean=None, scale=None, channel_order=None,
-           resize=None, progress=None):
+           resize=None, progress=None, crop_offsets="param"):
     """Compare a Caffe net and its Keras model blob by blob.
 
     Args:
@@ -49,6 +49,8 @@ def verify(prototxt, caffemodel, keras_model=None, *, input=None, reference="aut
         mean, scale, channel_order ("bgr"/"rgb"), resize ((H, W)): image preprocessing; defaults
             come from the input layer's transform_param (Caffe order: BGR).
         progress: show the conversion's progress bar (None: on a terminal, for large nets).
+        crop_offsets: offsets of a Crop without crop_param, as for conversion: "param" (BVLC Caffe,
+            offset 0) or "coordmap" (HED's fork; the reference is handed them as crop_param).
 
     Returns:
         a :class:`~bnconvert.verify.result.VerifyResult`.
@@ -57,14 +59,14 @@ def verify(prototxt, caffemodel, keras_model=None, *, input=None, reference="aut
     given = [x for x in (prototxt, caffemodel, keras_model, input) if isinstance(x, (str, os.PathLike))]
     outputs = [(report, "file", "the JSON report"), (html, "file", "the HTML page")]
     check_outputs(outputs, inputs=given)
-    proto_net = load_net(prototxt, phase=phase, input_shapes=input_shapes)
+    proto_net = load_net(prototxt, phase=phase, input_shapes=input_shapes, crop_offsets=crop_offsets)
     feeds, input_desc, ref_path = resolve_input(proto_net, input, reference, reference_blobs, batch, seed,
                                                 dict(mean=mean, scale=scale, channel_order=channel_order,
                                                      resize=resize))
     shapes = dict(input_shapes or {})
     shapes.pop(None, None)
     shapes.update({n: a.shape for n, a in feeds.items()})
-    net = load_net(prototxt, caffemodel, phase=phase, input_shapes=shapes)
+    net = load_net(prototxt, caffemodel, phase=phase, input_shapes=shapes, crop_offsets=crop_offsets)
     ref = reference_values(net, prototxt, caffemodel, feeds, reference, reference_blobs, ref_path)
     backend = backend_name()
     dev = select_device(device, backend)

@@ -4,7 +4,9 @@ A deploy prototxt may still hold Accuracy or loss layers, TRAIN-only layers or D
 the conversion drops or replaces them, and a runtime given the file as written would run a
 different net (or fail on a missing ``label``). So the reference runs the inference graph
 itself: an Input layer per net input (in the shape verify feeds), then every kept layer with
-its phase rules applied. For OpenCV dnn, which is known to differ from Caffe on some layers,
+its phase rules applied. A Crop whose offsets come from HED's coordinate maps
+(``crop_offsets="coordmap"``) gets them as ``crop_param``, so BVLC's Crop in either runtime crops
+where the fork does. For OpenCV dnn, which is known to differ from Caffe on some layers,
 the net is rewritten so that it computes what Caffe computes (see :func:`opencv_net`).
 """
 from __future__ import annotations
@@ -39,6 +41,9 @@ def inference_net(net, shapes):
         del lp.include[:]
         del lp.exclude[:]
         del lp.blobs[:]
+        if L.coord_offsets is not None:  # HED's fork (crop_offsets="coordmap"): its offsets, said explicitly
+            lp.crop_param.axis = 2
+            lp.crop_param.offset.extend(int(o) for o in L.coord_offsets)
     return n
 
 
