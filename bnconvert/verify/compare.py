@@ -12,6 +12,19 @@ from ..caffe.graph import INPUT_TYPES
 from .result import NOT_COMPARABLE, BlobCheck
 
 
+def shared_name_blobs(net):
+    """The tops of layers whose name another layer also has (Caffe allows it; HED has five 'crop'), each with
+    the reason it is not compared: the runtimes hand out a layer's outputs by layer name, and the Keras layer
+    is found by it too, so such a blob cannot be paired unambiguously."""
+    counts = {}
+    for L in net.layers:
+        if L.type not in INPUT_TYPES:
+            counts[L.name] = counts.get(L.name, 0) + 1
+    return {bid: (f"the layer name '{L.name}' is shared by {counts[L.name]} layers, and verify pairs a layer's "
+                  f"reference and Keras values by its name")
+            for L in net.layers if L.type not in INPUT_TYPES and counts[L.name] > 1 for bid in L.tops}
+
+
 def compare(net, ref_vals, local_vals, e2e_vals, rtol, atol, not_comparable=None, row_order=None):
     """One :class:`BlobCheck` per reference blob version, in the net's layer order.
 

@@ -9,7 +9,7 @@ import numpy as np
 from ..caffe.graph import load_net
 from ..errors import VerificationError
 from ..outputs import check_outputs, write_files
-from .compare import compare
+from .compare import compare, shared_name_blobs
 from .device import backend_name, select_device
 from .html_report import render_html
 from .inputs import resolve_input
@@ -68,16 +68,19 @@ def verify(prototxt, caffemodel, keras_model=None, *, input=None, reference="aut
     shapes.update({n: a.shape for n, a in feeds.items()})
     net = load_net(prototxt, caffemodel, phase=phase, input_shapes=shapes, crop_offsets=crop_offsets)
     ref = reference_values(net, prototxt, caffemodel, feeds, reference, reference_blobs, ref_path)
+    shared = shared_name_blobs(net)
+    ref.not_comparable.update(shared)
+    probe_vals = {b: v for b, v in ref.values.items() if b not in shared}  # never fed to a layer check
     backend = backend_name()
     dev = select_device(device, backend)
     if is_tflite(keras_model):  # a TFLite flatbuffer: its interpreter instead of Keras (tflite_model.py)
-        keras_vals, local_vals, model_desc, ran_on, judged = tflite_values(net, keras_model, feeds, ref.values,
+        keras_vals, local_vals, model_desc, ran_on, judged = tflite_values(net, keras_model, feeds, probe_vals,
                                                                            progress)
     else:
         with dev.scope(tf32):
-            probes, model_desc = keras_probes(net, keras_model, ref.values, progress=progress)
+            probes, model_desc = keras_probes(net, keras_model, probe_vals, progress=progress)
             keras_vals, ran_on = run_probes(probes, net, feeds, dev, backend)
-            local_vals = run_local(probes, net, feeds, ref.values, dev, backend)
+            local_vals = run_local(probes, net, feeds, probe_vals, dev, backend)
     rows = compare(net, ref.values, local_vals, keras_vals, rtol, atol, ref.not_comparable, ref.row_order)
     if is_tflite(keras_model):
         judge_rows(rows, judged)
